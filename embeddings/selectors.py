@@ -1,0 +1,232 @@
+"""Reads from the vector store: nearest neighbours for a batch of query vectors in one query."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from django.db import connection
+
+from .cache_statistics import cache_statistics
+from .client import get_client
+from .errors import DimensionMismatch, EmbeddingError
+from .models import EmbeddingSpace, SpaceBuildProgress, Vector
+from .store import halfvec_from_binary, vector_literal
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EF_SEARCH = 100
+CACHE_LOOKUP_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    object_id: int
+    score: float  # cosine similarity, 1 = same direction
+
+
+def nearest_neighbours(
+    *, space: EmbeddingSpace, corpus: str, vectors: np.ndarray, k: int, ef_search: int = DEFAULT_EF_SEARCH,
+) -> list[list[Neighbour]]:
+    """The k nearest stored objects of `corpus` for each query vector, best first; one SQL query for the batch.
+
+    Uses the partial HNSW index of (space, corpus) (embeddings.store.ensure_index). The query vectors are
+    cast to halfvec once, in a MATERIALIZED CTE: cast inside the LATERAL subquery they are re-parsed from
+    text at every index node visited (measured, 3,000 vectors: 120-170 ms per query there, 4.5 ms here).
+    """
+    if len(vectors) == 0:
+        return []
+    dims = space.dimensions
+    with connection.cursor() as cursor:
+        cursor.execute("SET hnsw.ef_search = %s" % max(int(ef_search), k))
+        cursor.execute(
+            f"""
+            WITH queries AS MATERIALIZED (
+                SELECT position, embedding::halfvec({dims}) AS embedding
+                FROM unnest(%s::text[]) WITH ORDINALITY AS incoming(embedding, position)
+            )
+            SELECT queries.position, hit.object_id, 1 - hit.distance
+            FROM queries CROSS JOIN LATERAL (
+                SELECT v.object_id, v.embedding::halfvec({dims}) <=> queries.embedding AS distance
+                FROM embeddings_vector v
+                WHERE v.space_id = %s AND v.corpus = %s
+                ORDER BY v.embedding::halfvec({dims}) <=> queries.embedding
+                LIMIT %s
+            ) AS hit
+            ORDER BY queries.position, hit.distance
+            """,
+            [[vector_literal(v) for v in vectors], space.id, corpus, k],
+        )
+        rows = cursor.fetchall()
+    results: list[list[Neighbour]] = [[] for _ in range(len(vectors))]
+    for position, object_id, score in rows:
+        results[position - 1].append(Neighbour(object_id=object_id, score=float(score)))
+    return results
+
+
+def cached_embeddings(*, space: EmbeddingSpace, input_hashes: list[bytes]) -> dict[bytes, np.ndarray]:
+    """Vectors already computed in this space for these input hashes, read in binary.
+
+    Uses the unique index of constraint `cached_embedding_input_unique` (space_id, input_hash).
+    """
+    found: dict[bytes, np.ndarray] = {}
+    if not input_hashes:
+        return found
+    connection.ensure_connection()
+    # Binary results: halfvec arrives as its wire format and is decoded by numpy, not parsed from text.
+    with psycopg.Cursor(connection.connection) as cursor:  # Django's own (client-side) cursors are text-only
+        for start in range(0, len(input_hashes), CACHE_LOOKUP_CHUNK):
+            cursor.execute(
+                "SELECT input_hash, embedding FROM embeddings_cachedembedding "
+                "WHERE space_id = %s AND input_hash = ANY(%s)",
+                [space.id, input_hashes[start:start + CACHE_LOOKUP_CHUNK]],
+                prepare=False, binary=True,
+            )
+            for digest, embedding in cursor.fetchall():
+                found[bytes(digest)] = _halfvec_to_numpy(embedding)
+    return found
+
+
+def _halfvec_to_numpy(value) -> np.ndarray:
+    if isinstance(value, (bytes, memoryview)):
+        return halfvec_from_binary(bytes(value))
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+
+
+def objects_needing_embedding(
+    *, space: EmbeddingSpace, corpus: str, object_ids: list[int], text_hashes: list[bytes]
+) -> set[int]:
+    """Of these objects, those with no vector in `space` or one embedded from another text.
+
+    Uses the unique index of constraint `vector_one_per_object_unique` (space_id, corpus, object_id).
+    """
+    if not object_ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT incoming.object_id
+            FROM unnest(%s::bigint[], %s::bytea[]) AS incoming(object_id, text_hash)
+            LEFT JOIN embeddings_vector stored
+              ON stored.space_id = %s AND stored.corpus = %s AND stored.object_id = incoming.object_id
+            WHERE stored.id IS NULL OR stored.text_hash <> incoming.text_hash
+            """,
+            [object_ids, text_hashes, space.id, corpus],
+        )
+        return {object_id for (object_id,) in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class CorpusBuildStatus:
+    corpus: str
+    last_object_id: int
+    objects_seen: int
+    objects_embedded: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class SpaceStatus:
+    space_id: int
+    model_name: str
+    dimensions: int
+    prompt_version: str
+    state: str
+    vectors: int
+    corpora: list[CorpusBuildStatus]
+
+
+def space_statuses() -> list[SpaceStatus]:
+    """Every active or building space with its vector count and build progress, for operators."""
+    spaces = EmbeddingSpace.objects.exclude(state=EmbeddingSpace.State.RETIRED).order_by("id")
+    statuses = []
+    for space in spaces:
+        progress = SpaceBuildProgress.objects.filter(space=space).order_by("corpus")
+        statuses.append(SpaceStatus(
+            space_id=space.id, model_name=space.model_name, dimensions=space.dimensions,
+            prompt_version=space.prompt_version, state=space.state,
+            vectors=Vector.objects.filter(space=space).count(),
+            corpora=[CorpusBuildStatus(
+                corpus=row.corpus, last_object_id=row.last_object_id, objects_seen=row.objects_seen,
+                objects_embedded=row.objects_embedded, finished=row.finished_at is not None,
+            ) for row in progress],
+        ))
+    return statuses
+
+
+def endpoint_health() -> dict:
+    """Reachability, served model and dimension of the configured endpoint, and whether they fit the spaces.
+
+    `matches_active_space`: the endpoint serves the active space's model at its dimension (queries work;
+    with no space yet, the configured one, which becomes active on first use).
+    `matches_configured_space`: it can produce the configured dimension (indexing and re-indexing work).
+    `status`: "ok"; "degraded" when the endpoint cannot be reached (the service runs, embedding work waits
+    as pending items); "misconfigured" when it answers with vectors the spaces cannot use.
+    """
+    client = get_client()
+    report: dict = {
+        "endpoint": {"url": client.base_url, "reachable": False, "model": None, "dimensions": None, "error": None},
+        "configured": {"model": client.model, "dimensions": client.dimensions,
+                       "prompt_version": client.profile.prompt_version},
+        "active_space": None,
+        "building_spaces": [],
+        "matches_active_space": False,
+        "matches_configured_space": False,
+        "cache": cache_statistics(),
+    }
+    try:
+        info = client.probe()
+    except EmbeddingError as error:
+        report["endpoint"]["error"] = str(error)
+    else:
+        report["endpoint"].update(reachable=True, model=info.model_name, dimensions=info.dimensions)
+        report["matches_configured_space"] = client.can_produce(info.dimensions)
+    active = EmbeddingSpace.objects.filter(state=EmbeddingSpace.State.ACTIVE).first()
+    if active is not None:
+        report["active_space"] = {"id": active.id, "model": active.model_name, "dimensions": active.dimensions,
+                                  "prompt_version": active.prompt_version}
+        same_identity = (active.model_name, active.dimensions, active.prompt_version) == (
+            client.model, client.dimensions, client.profile.prompt_version)
+        report["matches_active_space"] = same_identity and report["matches_configured_space"]
+    else:
+        # No space yet: the configured one becomes active on first use.
+        report["matches_active_space"] = report["matches_configured_space"]
+    if not report["endpoint"]["reachable"]:
+        report["status"] = "degraded"
+    elif report["matches_active_space"] or report["matches_configured_space"]:
+        report["status"] = "ok"
+    else:
+        report["status"] = "misconfigured"
+    report["building_spaces"] = [
+        {"id": status.space_id, "model": status.model_name, "dimensions": status.dimensions,
+         "corpora_done": sum(corpus.finished for corpus in status.corpora), "corpora": len(status.corpora)}
+        for status in space_statuses() if status.state == EmbeddingSpace.State.BUILDING
+    ]
+    return report
+
+
+def check_worker_endpoint() -> None:
+    """Refuse to start a worker whose endpoint cannot produce the dimension it would write.
+
+    The configured space is the active one, or the one being built to replace it. An unreachable
+    endpoint is only logged (it may be restarting; calls retry), but one that answers with vectors
+    of another width would fill the store with vectors no search can use.
+    """
+    client = get_client()
+    try:
+        info = client.probe()
+    except EmbeddingError as error:
+        logger.warning("embedding endpoint %s not reachable at worker start: %s", client.base_url, error)
+        return
+    if client.can_produce(info.dimensions):
+        return
+    active = EmbeddingSpace.objects.filter(state=EmbeddingSpace.State.ACTIVE).first()
+    expected = (f"the active space ({active.model_name}, {active.dimensions} dimensions)"
+                if active is not None and (active.model_name, active.dimensions) == (client.model, client.dimensions)
+                else f"the configured space ({client.model}, {client.dimensions} dimensions)")
+    raise DimensionMismatch(
+        f"embedding endpoint {client.base_url} serves {info.model_name} with {info.dimensions}-dimensional vectors, "
+        f"but {expected} needs {client.dimensions}; point EMBEDDING_BASE_URL at the right server or set "
+        f"EMBEDDING_MODEL/EMBEDDING_DIMENSIONS to what it serves (a changed space is then rebuilt in the background)"
+    )

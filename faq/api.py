@@ -1,0 +1,138 @@
+"""JSON API: match a question, submit an inquiry (public, throttled), pair similarity."""
+from __future__ import annotations
+
+import logging
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from embeddings.errors import EmbeddingError
+
+from . import selectors, services
+from .models import Inquiry
+from .views import client_address, inquiry_token
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE = "The embedding service is unavailable; please retry shortly."
+
+
+class FailOpenScopedThrottle(ScopedRateThrottle):
+    """The public-form rate (settings: DEFAULT_THROTTLE_RATES['public_form']); a cache outage lets requests through."""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception as error:  # noqa: BLE001 - Redis down must not take the form down
+            logger.warning("throttle cache unavailable, allowing request: %s", error)
+            return True
+
+
+class MatchRequest(serializers.Serializer):
+    question = serializers.CharField(max_length=services.MAX_QUESTION_LENGTH)
+    top_k = serializers.IntegerField(min_value=1, max_value=10, default=3)
+    language = serializers.CharField(max_length=16, required=False, help_text="answer language; default: detected")
+
+
+class CandidateSerializer(serializers.Serializer):
+    faq_id = serializers.IntegerField()
+    question = serializers.CharField()
+    answer = serializers.CharField()
+    answer_language = serializers.CharField()
+    score = serializers.FloatField(allow_null=True, help_text="cosine of the FAQ's best wording")
+    confidence = serializers.FloatField()
+
+
+class MatchResponse(serializers.Serializer):
+    answered = serializers.BooleanField(help_text="the best candidate cleared the threshold and the margin rule")
+    method = serializers.CharField()
+    candidates = CandidateSerializer(many=True)
+
+
+class MatchView(APIView):
+    @extend_schema(request=MatchRequest, responses={200: MatchResponse, 503: None})
+    def post(self, request: Request) -> Response:
+        payload = MatchRequest(data=request.data)
+        payload.is_valid(raise_exception=True)
+        question = payload.validated_data["question"]
+        try:
+            match = selectors.match_questions(questions=[question], top_k=payload.validated_data["top_k"])[0]
+        except EmbeddingError:
+            return Response({"detail": UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        language = payload.validated_data.get("language") or services.detect_language(question)
+        faqs = selectors.faqs_by_id([candidate.faq_id for candidate in match.candidates])
+        candidates = []
+        for candidate in match.candidates:
+            answer, answer_language = faqs[candidate.faq_id].answer_in(language)
+            candidates.append({"faq_id": candidate.faq_id, "question": faqs[candidate.faq_id].question,
+                               "answer": answer, "answer_language": answer_language,
+                               "score": candidate.score, "confidence": candidate.confidence})
+        return Response({"answered": match.answered, "method": match.method, "candidates": candidates})
+
+
+class InquiryRequest(serializers.Serializer):
+    question = serializers.CharField(min_length=3, max_length=services.MAX_QUESTION_LENGTH)
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    contact = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class InquiryResponse(serializers.Serializer):
+    id = serializers.IntegerField()
+    token = serializers.CharField(help_text="addresses the customer's page /ask/<token>/")
+    status = serializers.CharField()
+    matched = serializers.BooleanField(help_text="false: saved, matched later (embedding service unavailable)")
+    answer = serializers.CharField(allow_null=True)
+    suggestions = serializers.ListField(child=serializers.DictField())
+
+
+class InquiryView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [FailOpenScopedThrottle]
+    throttle_scope = "public_form"
+
+    @extend_schema(request=InquiryRequest, responses={201: InquiryResponse})
+    def post(self, request: Request) -> Response:
+        payload = InquiryRequest(data=request.data)
+        payload.is_valid(raise_exception=True)
+        inquiry = services.submit_inquiry(
+            **payload.validated_data, fingerprint=services.client_fingerprint(address=client_address(request))
+        )
+        answer = None
+        if inquiry.status == Inquiry.Status.ANSWERED and inquiry.matched_faq:
+            answer = inquiry.matched_faq.answer_in(inquiry.language)[0]
+        return Response({
+            "id": inquiry.id, "token": inquiry_token(inquiry), "status": inquiry.status,
+            "matched": inquiry.matched_at is not None, "answer": answer, "suggestions": inquiry.suggestions,
+        }, status=status.HTTP_201_CREATED)
+
+
+class PairRequest(serializers.Serializer):
+    text1 = serializers.CharField(max_length=services.MAX_QUESTION_LENGTH)
+    text2 = serializers.CharField(max_length=services.MAX_QUESTION_LENGTH)
+
+
+class PairResponse(serializers.Serializer):
+    score = serializers.FloatField()
+    same_meaning = serializers.BooleanField()
+    threshold = serializers.FloatField(help_text="calibrated for the active embedding space (evaluate_pairs --save)")
+
+
+class PairView(APIView):
+    @extend_schema(request=PairRequest, responses={200: PairResponse, 503: None})
+    def post(self, request: Request) -> Response:
+        payload = PairRequest(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            verdict = selectors.pair_similarity(
+                pairs=[(payload.validated_data["text1"], payload.validated_data["text2"])]
+            )[0]
+        except EmbeddingError:
+            return Response({"detail": UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({"score": verdict.score, "same_meaning": verdict.same_meaning,
+                         "threshold": verdict.threshold})

@@ -1,0 +1,162 @@
+"""Reads: matching questions to FAQs, thresholds, the staff inbox."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.db.models import Count, F, Q, QuerySet
+
+from embeddings.client import get_client
+from embeddings.models import EmbeddingSpace
+from embeddings.selectors import nearest_neighbours
+from embeddings.services import embed_queries
+from embeddings.store import active_space
+
+from .matching import LinearClassifier, Match, Thresholds, array_from_bytes, best_score_per_faq, decide
+from .models import LIVE_NAMESPACE, CalibratedThreshold, Faq, FaqClassifier, FaqWording, Inquiry
+
+LIVE_CORPUS = "faq_wording"
+# Wordings fetched per question before aggregating per FAQ: enough to see several FAQs
+# even when the best one has many near-identical wordings.
+NEIGHBOURS_PER_QUESTION = 40
+DEFAULT_TOP_K = 3
+
+
+def corpus_for(namespace: str) -> str:
+    """The vector corpus of a namespace: live FAQs and each evaluation never share neighbours."""
+    return LIVE_CORPUS if namespace == LIVE_NAMESPACE else f"faq_{namespace}"[:40]
+
+
+# Thresholds change when someone calibrates, rarely; each web process re-reads them this often.
+THRESHOLD_CACHE_SECONDS = 10.0
+_threshold_cache: dict[tuple[int, str], tuple[float, float]] = {}
+
+
+def threshold_for(*, space: EmbeddingSpace, task: str) -> float:
+    """The calibrated threshold of this space, else the model profile's default."""
+    key = (space.id, task)
+    cached = _threshold_cache.get(key)
+    if cached is not None and time.monotonic() - cached[1] < THRESHOLD_CACHE_SECONDS:
+        return cached[0]
+    value = CalibratedThreshold.objects.filter(space=space, task=task).values_list("value", flat=True).first()
+    threshold = float(value) if value is not None else get_client().profile.default_thresholds[task]
+    _threshold_cache[key] = (threshold, time.monotonic())
+    return threshold
+
+
+_classifier_cache: dict[tuple[int, str], tuple[tuple, LinearClassifier]] = {}
+_classifier_lock = threading.Lock()
+
+
+def current_classifier(*, space: EmbeddingSpace, namespace: str) -> LinearClassifier | None:
+    """The fitted classifier of (space, namespace), decoded once per fit and kept in memory."""
+    version = FaqClassifier.objects.filter(space=space, namespace=namespace).values_list("id", "fitted_at").first()
+    if version is None:
+        return None
+    key = (space.id, namespace)
+    with _classifier_lock:
+        cached = _classifier_cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+    row = FaqClassifier.objects.get(id=version[0])
+    classifier = LinearClassifier(
+        faq_ids=list(row.faq_ids), weights=array_from_bytes(row.weights), bias=array_from_bytes(row.bias),
+        confidence_threshold=row.confidence_threshold,
+    )
+    with _classifier_lock:
+        _classifier_cache[key] = (version, classifier)
+    return classifier
+
+
+def match_questions(*, questions: list[str], namespace: str = LIVE_NAMESPACE, top_k: int = DEFAULT_TOP_K) -> list[Match]:
+    """Best FAQs for each question, one embedding call and one neighbour query for the batch.
+
+    Raises embeddings.errors.EmbeddingError when the endpoint is down.
+    """
+    space = active_space()
+    vectors = embed_queries(questions, task="faq", space=space)
+    return match_vectors(vectors=vectors, namespace=namespace, top_k=top_k, space=space)
+
+
+def match_vectors(
+    *, vectors: np.ndarray, namespace: str = LIVE_NAMESPACE, top_k: int = DEFAULT_TOP_K,
+    space: EmbeddingSpace | None = None,
+) -> list[Match]:
+    space = space or active_space()
+    corpus = corpus_for(namespace)
+    neighbours = nearest_neighbours(space=space, corpus=corpus, vectors=vectors, k=NEIGHBOURS_PER_QUESTION)
+    wording_ids = {neighbour.object_id for row in neighbours for neighbour in row}
+    faq_of_wording = dict(
+        FaqWording.objects.filter(id__in=wording_ids, faq__active=True, faq__namespace=namespace)
+        .values_list("id", "faq_id")
+    )
+    classifier = current_classifier(space=space, namespace=namespace)
+    allowed = None
+    if classifier is not None:
+        allowed = set(
+            Faq.objects.filter(namespace=namespace, active=True, id__in=classifier.faq_ids).values_list("id", flat=True)
+        ) | set(faq_of_wording.values())
+    probabilities = classifier.probabilities(vectors) if classifier is not None else None
+    thresholds = Thresholds(cosine=threshold_for(space=space, task="faq"))
+    return [
+        decide(
+            scores=best_score_per_faq(row, faq_of_wording),
+            probabilities=probabilities[position] if probabilities is not None else None,
+            classifier=classifier, thresholds=thresholds, top_k=top_k, allowed_faq_ids=allowed,
+            neighbours=[(faq_of_wording[n.object_id], n.score) for n in row if n.object_id in faq_of_wording],
+        )
+        for position, row in enumerate(neighbours)
+    ]
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    score: float
+    same_meaning: bool
+    threshold: float
+
+
+def pair_similarity(*, pairs: list[tuple[str, str]], threshold: float | None = None) -> list[PairVerdict]:
+    """Whether each pair of texts means the same: cosine of both written as 'pair' queries (symmetric)."""
+    if not pairs:
+        return []
+    space = active_space()
+    if threshold is None:
+        threshold = threshold_for(space=space, task="pair")
+    vectors = embed_queries([text for pair in pairs for text in pair], task="pair")
+    return verdicts_from_vectors(vectors=vectors, threshold=threshold)
+
+
+def verdicts_from_vectors(*, vectors: np.ndarray, threshold: float) -> list[PairVerdict]:
+    """Vectors hold both sides interleaved (first, second, first, second, ...)."""
+    scores = np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])
+    return [PairVerdict(score=float(score), same_meaning=bool(score >= threshold), threshold=threshold)
+            for score in scores]
+
+
+def faqs_by_id(faq_ids: list[int]) -> dict[int, Faq]:
+    return {faq.id: faq for faq in Faq.objects.filter(id__in=faq_ids).prefetch_related("translations")}
+
+
+def inbox_inquiries() -> QuerySet[Inquiry]:
+    """Escalated or unhelpful inquiries (index inquiry_needs_staff_idx), most common topic first, then newest."""
+    return (
+        Inquiry.objects.filter(Q(status=Inquiry.Status.ESCALATED) | Q(helpful=False))
+        .select_related("matched_faq", "topic_cluster")
+        .order_by(F("topic_cluster__size").desc(nulls_last=True), "-created_at")
+    )
+
+
+def faq_library_fingerprint_rows(*, namespace: str) -> QuerySet:
+    return (
+        FaqWording.objects.filter(faq__namespace=namespace, faq__active=True)
+        .order_by("id").values_list("id", "faq_id")
+    )
+
+
+def wordings_per_faq(*, namespace: str) -> dict[int, int]:
+    return dict(
+        Faq.objects.filter(namespace=namespace, active=True).annotate(n=Count("wordings")).values_list("id", "n")
+    )

@@ -1,0 +1,415 @@
+"""Writes: the FAQ library, its vectors and classifier, inquiries and their answers."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from embeddings.errors import EmbeddingError
+from embeddings.services import embed_documents, embed_queries, index_documents
+from embeddings.store import active_space, index_name, store_vectors
+
+from . import selectors
+from .matching import (
+    MIN_FAQS_FOR_CLASSIFIER,
+    MIN_WORDINGS_PER_FAQ_FOR_CLASSIFIER,
+    Match,
+    array_to_bytes,
+    fit_classifier,
+)
+from .models import LIVE_NAMESPACE, Faq, FaqClassifier, FaqWording, Inquiry
+
+logger = logging.getLogger(__name__)
+
+MAX_QUESTION_LENGTH = 1000
+# Precision the classifier's confidence threshold is calibrated for (cross-validated on the library).
+# Above the 97% goal: wordings are embedded as documents, customers' questions as queries, and the
+# threshold learned on the former loosens a little on the latter.
+TARGET_ANSWER_PRECISION = 0.98
+INDEX_BATCH_SIZE = 64  # texts per embedding call: small enough for a busy CPU endpoint
+MAX_MATCH_ATTEMPTS = 20
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def detect_language(text: str) -> str:
+    """'zh' when the text contains Chinese characters, else 'en': enough to pick an answer's translation."""
+    return "zh" if _CJK.search(text) else "en"
+
+
+# --- the library -------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    faqs_created: int = 0
+    faqs_updated: int = 0
+    wordings_created: int = 0
+    errors: list[str] = field(default_factory=list)  # "row N: what is wrong"
+
+
+@transaction.atomic
+def import_faqs(*, rows: Iterable[dict[str, str]], namespace: str = LIVE_NAMESPACE) -> ImportReport:
+    """Create or update FAQs from CSV rows (faq_id, question[, answer, category, language]).
+
+    Rows sharing a faq_id are wordings of one FAQ: the first gives its question, any
+    row may give the answer, category or language. Bad rows are reported with their
+    row number (the header is row 1) and skipped; everything else is imported.
+    Indexing is queued after commit for the live namespace.
+    """
+    report = ImportReport()
+    grouped: dict[str, list[dict[str, str]]] = {}
+    for row_number, row in enumerate(rows, start=2):
+        faq_id = (row.get("faq_id") or "").strip()
+        question = (row.get("question") or "").strip()
+        if not faq_id:
+            report.errors.append(f"row {row_number}: faq_id is empty")
+            continue
+        if not question:
+            report.errors.append(f"row {row_number}: question is empty (faq_id {faq_id!r})")
+            continue
+        if len(question) > MAX_QUESTION_LENGTH:
+            report.errors.append(f"row {row_number}: question is longer than {MAX_QUESTION_LENGTH} characters")
+            continue
+        if len(faq_id) > 100:
+            report.errors.append(f"row {row_number}: faq_id is longer than 100 characters")
+            continue
+        grouped.setdefault(faq_id, []).append({**row, "question": question})
+
+    existing = {faq.external_id: faq for faq in Faq.objects.filter(namespace=namespace, external_id__in=list(grouped))}
+    new_faqs = []
+    for external_id, group in grouped.items():
+        answer = next((row.get("answer", "").strip() for row in group if (row.get("answer") or "").strip()), "")
+        category = next((row.get("category", "").strip() for row in group if (row.get("category") or "").strip()), "")
+        language = next((row.get("language", "").strip() for row in group if (row.get("language") or "").strip()),
+                        detect_language(group[0]["question"]))
+        faq = existing.get(external_id)
+        if faq is None:
+            new_faqs.append(Faq(namespace=namespace, external_id=external_id, question=group[0]["question"],
+                                answer=answer, category=category, language=language))
+        else:
+            faq.question, faq.answer = group[0]["question"], answer or faq.answer
+            faq.category, faq.language = category or faq.category, language
+            faq.save()
+            report.faqs_updated += 1
+    Faq.objects.bulk_create(new_faqs, batch_size=1000)
+    report.faqs_created = len(new_faqs)
+    faq_by_external_id = {**existing, **{faq.external_id: faq for faq in new_faqs}}
+
+    known_texts = set(
+        FaqWording.objects.filter(faq__in=list(existing.values())).values_list("faq_id", "text")
+    )
+    existing_ids = {faq.id for faq in existing.values()}
+    new_wordings = []
+    for external_id, group in grouped.items():
+        faq = faq_by_external_id[external_id]
+        for position, row in enumerate(group):
+            if (faq.id, row["question"]) in known_texts:
+                continue
+            known_texts.add((faq.id, row["question"]))
+            is_question = position == 0 and faq.id not in existing_ids
+            new_wordings.append(FaqWording(
+                faq=faq, text=row["question"], language=detect_language(row["question"]),
+                source=FaqWording.Source.QUESTION if is_question else FaqWording.Source.IMPORTED,
+            ))
+    FaqWording.objects.bulk_create(new_wordings, batch_size=2000)
+    report.wordings_created = len(new_wordings)
+    if namespace == LIVE_NAMESPACE:
+        queue_library_changed()
+    return report
+
+
+def queue_library_changed() -> None:
+    """After commit: embed new wordings, then refit the classifier (a lost message is swept up within a minute)."""
+    from tasks.faq import index_pending_wordings
+
+    transaction.on_commit(lambda: index_pending_wordings.delay(refit=True))
+
+
+def pending_wordings(*, namespace: str, limit: int) -> list[tuple[int, str]]:
+    """Wordings of active FAQs with no vector in the active space, or whose text changed since it was embedded."""
+    space = active_space()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT w.id, w.text FROM faq_faqwording w
+            JOIN faq_faq f ON f.id = w.faq_id AND f.namespace = %s AND f.active
+            LEFT JOIN embeddings_vector v ON v.space_id = %s AND v.corpus = %s AND v.object_id = w.id
+            WHERE v.id IS NULL OR v.text_hash <> sha256(convert_to(w.text, 'UTF8'))
+            ORDER BY w.id LIMIT %s
+            """,
+            [namespace, space.id, selectors.corpus_for(namespace), limit],
+        )
+        return cursor.fetchall()
+
+
+def index_wordings(*, namespace: str = LIVE_NAMESPACE, limit: int = 100_000) -> int:
+    """Embed and store every pending wording of the namespace; returns how many were indexed.
+
+    Raises EmbeddingError when the endpoint is down; what was stored stays stored.
+    """
+    space = active_space()
+    corpus = selectors.corpus_for(namespace)
+    indexed = 0
+    while indexed < limit:
+        batch = pending_wordings(namespace=namespace, limit=min(INDEX_BATCH_SIZE, limit - indexed))
+        if not batch:
+            break
+        ids, texts = [row[0] for row in batch], [row[1] for row in batch]
+        if namespace == LIVE_NAMESPACE:
+            index_documents(corpus=corpus, object_ids=ids, texts=texts)  # also into a space being built
+        else:
+            vectors = embed_documents(texts, space=space)
+            store_vectors(space=space, corpus=corpus, object_ids=ids, texts=texts, vectors=vectors)
+        indexed += len(batch)
+    # Evaluation namespaces get no HNSW index: an FAQ library is small enough for exact search
+    # (8,000 wordings: a few ms per question with the vectors cast once, embeddings.selectors.nearest_neighbours).
+    return indexed
+
+
+def library_fingerprint(*, namespace: str) -> str:
+    digest = hashlib.sha256()
+    for wording_id, faq_id in selectors.faq_library_fingerprint_rows(namespace=namespace).iterator(chunk_size=5000):
+        digest.update(f"{wording_id}:{faq_id};".encode())
+    return digest.hexdigest()
+
+
+def refit_classifier(*, namespace: str = LIVE_NAMESPACE, force: bool = False) -> FaqClassifier | None:
+    """Fit the classifier over the namespace's wording vectors when the library changed since the last fit.
+
+    Removes the classifier when the library is too small to learn from (cosine decides alone then).
+    """
+    space = active_space()
+    fingerprint = library_fingerprint(namespace=namespace)
+    current = FaqClassifier.objects.filter(space=space, namespace=namespace).first()
+    if current is not None and current.library_fingerprint == fingerprint and not force:
+        return current
+    counts = selectors.wordings_per_faq(namespace=namespace)
+    usable = {faq_id: n for faq_id, n in counts.items() if n > 0}
+    if len(usable) < MIN_FAQS_FOR_CLASSIFIER or sum(usable.values()) / len(usable) < MIN_WORDINGS_PER_FAQ_FOR_CLASSIFIER:
+        FaqClassifier.objects.filter(space=space, namespace=namespace).delete()
+        return None
+    wording_ids, faq_ids, vectors = wording_vectors(namespace=namespace, space_id=space.id)
+    texts = dict(FaqWording.objects.filter(id__in=wording_ids).values_list("id", "text"))
+    # The wordings as customers would ask them (through the embedding cache: a refit re-embeds only new ones).
+    query_vectors = np.vstack([
+        embed_queries([texts[wording_id] for wording_id in wording_ids[start:start + INDEX_BATCH_SIZE]],
+                      task="faq", space=space)
+        for start in range(0, len(wording_ids), INDEX_BATCH_SIZE)
+    ])
+    classifier, report = fit_classifier(vectors=vectors, labels=faq_ids, target_precision=TARGET_ANSWER_PRECISION,
+                                        query_vectors=query_vectors)
+    row, _ = FaqClassifier.objects.update_or_create(
+        space=space, namespace=namespace,
+        defaults={
+            "faq_ids": classifier.faq_ids, "weights": array_to_bytes(classifier.weights),
+            "bias": array_to_bytes(classifier.bias), "confidence_threshold": classifier.confidence_threshold,
+            "library_fingerprint": fingerprint, "wording_count": len(wording_ids), "cross_validation": report,
+        },
+    )
+    logger.info("faq classifier refit for %s: %s", namespace, report)
+    return row
+
+
+def wording_vectors(*, namespace: str, space_id: int) -> tuple[list[int], list[int], np.ndarray]:
+    """(wording ids, their FAQ ids, their vectors) of the namespace's active FAQs."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT w.id, w.faq_id, v.embedding::text FROM faq_faqwording w
+            JOIN faq_faq f ON f.id = w.faq_id AND f.namespace = %s AND f.active
+            JOIN embeddings_vector v ON v.space_id = %s AND v.corpus = %s AND v.object_id = w.id
+            ORDER BY w.id
+            """,
+            [namespace, space_id, selectors.corpus_for(namespace)],
+        )
+        rows = cursor.fetchall()
+    vectors = np.array([np.asarray(text.strip("[]").split(","), dtype=np.float32) for _, _, text in rows])
+    if len(vectors):
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [row[0] for row in rows], [row[1] for row in rows], vectors
+
+
+@transaction.atomic
+def delete_namespace(*, namespace: str) -> None:
+    """Remove an evaluation namespace: its FAQs, vectors and classifier."""
+    if namespace == LIVE_NAMESPACE:
+        raise ValueError("refusing to delete the live FAQ library")
+    corpus = selectors.corpus_for(namespace)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM embeddings_vector WHERE corpus = %s", [corpus])
+        cursor.execute(f'DROP INDEX IF EXISTS "{index_name(active_space().id, corpus)}"')
+    FaqClassifier.objects.filter(namespace=namespace).delete()
+    Faq.objects.filter(namespace=namespace).delete()
+
+
+@transaction.atomic
+def add_wording(*, faq_id: int, text: str, source: str = FaqWording.Source.STAFF) -> FaqWording:
+    faq = Faq.objects.get(id=faq_id)
+    wording = FaqWording.objects.create(faq=faq, text=text.strip(), language=detect_language(text), source=source)
+    if faq.namespace == LIVE_NAMESPACE:
+        queue_library_changed()
+    return wording
+
+
+# --- inquiries -----------------------------------------------------------------------
+
+
+def client_fingerprint(*, address: str) -> str:
+    return hashlib.sha256(f"{settings.SECRET_KEY}:{address}".encode()).hexdigest()
+
+
+def submit_inquiry(*, question: str, name: str = "", contact: str = "", fingerprint: str = "") -> Inquiry:
+    """Save the inquiry first (it is never lost), then try to match it at once.
+
+    When the embedding endpoint is down the inquiry stays 'received' and unmatched;
+    the sweeper (tasks.faq.match_pending_inquiries) matches it later.
+    """
+    inquiry = Inquiry.objects.create(
+        question=question.strip(), name=name.strip(), contact=contact.strip(),
+        language=detect_language(question), client_fingerprint=fingerprint,
+    )
+    try:
+        match = selectors.match_questions(questions=[inquiry.question])[0]
+    except EmbeddingError as error:
+        logger.warning("inquiry %s saved unmatched, embedding unavailable: %s", inquiry.id, error)
+        Inquiry.objects.filter(id=inquiry.id).update(match_attempts=1)
+        inquiry.match_attempts = 1
+        return inquiry
+    return record_match(inquiry=inquiry, match=match, customer_waiting=True)
+
+
+def record_match(*, inquiry: Inquiry, match: Match, customer_waiting: bool) -> Inquiry:
+    """Store a match; a confident one answers the inquiry.
+
+    customer_waiting: the customer is on the page and can pick a suggestion or escalate.
+    Otherwise (matched later by the worker) an unconfident match goes to staff, and a
+    confident one is mailed to the customer.
+    """
+    faqs = selectors.faqs_by_id([candidate.faq_id for candidate in match.candidates])
+    inquiry.suggestions = [
+        {"faq_id": c.faq_id, "question": faqs[c.faq_id].question, "score": c.score, "confidence": c.confidence}
+        for c in match.candidates if c.faq_id in faqs
+    ]
+    best = match.best
+    inquiry.matched_faq_id = best.faq_id if best and match.answered else None
+    inquiry.match_score = best.score if best else None
+    inquiry.match_confidence = best.confidence if best else None
+    inquiry.matched_at = timezone.now()
+    if match.answered:
+        inquiry.status = Inquiry.Status.ANSWERED
+    elif not customer_waiting:
+        inquiry.status = Inquiry.Status.ESCALATED
+    inquiry.save(update_fields=["suggestions", "matched_faq", "match_score", "match_confidence", "matched_at",
+                                "status"])
+    if match.answered and not customer_waiting:
+        answer, _ = faqs[best.faq_id].answer_in(inquiry.language)
+        transaction.on_commit(lambda: send_reply(inquiry_id=inquiry.id, body=answer))
+    return inquiry
+
+
+def match_pending_inquiries(*, limit: int = 200) -> int:
+    """Match received inquiries that could not be matched when they arrived; returns how many were matched.
+
+    Claims rows with FOR UPDATE SKIP LOCKED (index inquiry_unmatched_idx), so two workers never match one
+    inquiry; a failure leaves them unmatched for the next sweep.
+    """
+    with transaction.atomic():
+        inquiries = list(
+            Inquiry.objects.select_for_update(skip_locked=True)
+            .filter(status=Inquiry.Status.RECEIVED, matched_at__isnull=True, match_attempts__lt=MAX_MATCH_ATTEMPTS)
+            .order_by("created_at")[:limit]
+        )
+        if not inquiries:
+            return 0
+        try:
+            matches = selectors.match_questions(questions=[inquiry.question for inquiry in inquiries])
+        except EmbeddingError as error:
+            logger.warning("%d inquiries still unmatched: %s", len(inquiries), error)
+            Inquiry.objects.filter(id__in=[i.id for i in inquiries]).update(match_attempts=F("match_attempts") + 1)
+            return 0
+        for inquiry, match in zip(inquiries, matches):
+            record_match(inquiry=inquiry, match=match, customer_waiting=False)
+    return len(inquiries)
+
+
+def escalate_inquiry(*, inquiry_id: int) -> Inquiry:
+    inquiry = Inquiry.objects.get(id=inquiry_id)
+    if inquiry.status in (Inquiry.Status.RECEIVED, Inquiry.Status.ANSWERED):
+        inquiry.status = Inquiry.Status.ESCALATED
+        inquiry.save(update_fields=["status"])
+    return inquiry
+
+
+def record_feedback(*, inquiry_id: int, helpful: bool) -> Inquiry:
+    """The customer's verdict on the answer shown; an unhelpful answer goes to the staff inbox."""
+    inquiry = Inquiry.objects.get(id=inquiry_id)
+    inquiry.helpful = helpful
+    if not helpful and inquiry.status != Inquiry.Status.CLOSED:
+        inquiry.status = Inquiry.Status.ESCALATED
+    inquiry.save(update_fields=["helpful", "status"])
+    return inquiry
+
+
+@transaction.atomic
+def answer_inquiry(*, inquiry_id: int, answer: str, staff_user) -> Inquiry:
+    """A staff answer: stored, the inquiry closed as answered, and mailed after commit when there is an address."""
+    answer = answer.strip()
+    if not answer:
+        raise ValueError("the answer is empty")
+    inquiry = Inquiry.objects.select_for_update().get(id=inquiry_id)
+    inquiry.staff_answer, inquiry.answered_by, inquiry.answered_at = answer, staff_user, timezone.now()
+    inquiry.status = Inquiry.Status.ANSWERED
+    inquiry.save(update_fields=["staff_answer", "answered_by", "answered_at", "status"])
+    transaction.on_commit(lambda: send_reply(inquiry_id=inquiry.id, body=answer))
+    return inquiry
+
+
+def send_reply(*, inquiry_id: int, body: str) -> bool:
+    """Mail a reply through Django's email backend when the contact is an address; False when there is none."""
+    inquiry = Inquiry.objects.get(id=inquiry_id)
+    if not _EMAIL.match(inquiry.contact):
+        return False
+    greeting = f"Hello {inquiry.name},\n\n" if inquiry.name else ""
+    send_mail(
+        subject="Re: your question",
+        message=f"{greeting}You asked:\n> {inquiry.question}\n\n{body}\n",
+        from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=[inquiry.contact],
+    )
+    return True
+
+
+@transaction.atomic
+def create_faq_from_inquiry(*, inquiry_id: int, staff_user, category: str = "") -> Faq:
+    """Turn an answered inquiry into a new live FAQ (its question becomes the FAQ's first wording)."""
+    inquiry = Inquiry.objects.select_for_update().get(id=inquiry_id)
+    if not inquiry.staff_answer:
+        raise ValueError(f"inquiry {inquiry_id} has no staff answer to turn into an FAQ")
+    faq = Faq.objects.create(question=inquiry.question, answer=inquiry.staff_answer, category=category,
+                             language=inquiry.language)
+    FaqWording.objects.create(faq=faq, text=inquiry.question, language=inquiry.language,
+                              source=FaqWording.Source.INQUIRY)
+    inquiry.matched_faq = faq
+    inquiry.save(update_fields=["matched_faq"])
+    queue_library_changed()
+    return faq
+
+
+@transaction.atomic
+def add_inquiry_as_wording(*, inquiry_id: int, faq_id: int) -> FaqWording:
+    """The customer's words become a wording of an existing FAQ, matchable once embedded (within a minute)."""
+    inquiry = Inquiry.objects.select_for_update().get(id=inquiry_id)
+    wording = add_wording(faq_id=faq_id, text=inquiry.question, source=FaqWording.Source.INQUIRY)
+    inquiry.matched_faq_id = faq_id
+    inquiry.save(update_fields=["matched_faq"])
+    return wording

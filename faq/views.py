@@ -1,0 +1,81 @@
+"""The public inquiry form: no login; the customer's page is addressed by a signed token, not the row id."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import signing
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import ratelimit, selectors, services
+from .forms import FeedbackForm, InquiryForm
+from .models import Inquiry
+
+TOKEN_SALT = "faq.inquiry"
+INQUIRIES_PER_MINUTE = settings.FAQ_INQUIRIES_PER_MINUTE
+
+
+def inquiry_token(inquiry: Inquiry) -> str:
+    return signing.dumps(inquiry.id, salt=TOKEN_SALT)
+
+
+def inquiry_from_token(token: str) -> Inquiry:
+    try:
+        inquiry_id = signing.loads(token, salt=TOKEN_SALT, max_age=30 * 24 * 3600)
+        return Inquiry.objects.select_related("matched_faq").get(id=inquiry_id)
+    except (signing.BadSignature, Inquiry.DoesNotExist) as error:
+        raise Http404("no such inquiry") from error
+
+
+def client_address(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+@require_http_methods(["GET", "POST"])
+def ask(request: HttpRequest) -> HttpResponse:
+    form = InquiryForm(request.POST or None)
+    if request.method == "POST":
+        fingerprint = services.client_fingerprint(address=client_address(request))
+        if not ratelimit.allow(scope="faq-form", client=fingerprint, limit=INQUIRIES_PER_MINUTE):
+            return render(request, "faq/ask.html", {"form": form, "rate_limited": True}, status=429)
+        if form.is_valid():
+            inquiry = services.submit_inquiry(**form.cleaned_data, fingerprint=fingerprint)
+            return redirect("faq:inquiry", token=inquiry_token(inquiry))
+    return render(request, "faq/ask.html", {"form": form})
+
+
+def inquiry_page(request: HttpRequest, token: str) -> HttpResponse:
+    inquiry = inquiry_from_token(token)
+    context: dict = {"inquiry": inquiry, "token": token}
+    if inquiry.status == Inquiry.Status.ANSWERED and inquiry.staff_answer:
+        context["state"] = "staff_answer"
+    elif inquiry.status == Inquiry.Status.ANSWERED and inquiry.matched_faq:
+        answer, language = inquiry.matched_faq.answer_in(inquiry.language)
+        context.update(state="answered", faq=inquiry.matched_faq, answer=answer, answer_language=language)
+    elif inquiry.status == Inquiry.Status.ESCALATED:
+        context["state"] = "escalated"
+    elif inquiry.matched_at is None:
+        context["state"] = "pending"
+    else:
+        faqs = selectors.faqs_by_id([suggestion["faq_id"] for suggestion in inquiry.suggestions])
+        context.update(state="suggestions", suggestions=[
+            {"faq": faqs[s["faq_id"]], "answer": faqs[s["faq_id"]].answer_in(inquiry.language)[0]}
+            for s in inquiry.suggestions[:3] if s["faq_id"] in faqs
+        ])
+    return render(request, "faq/inquiry.html", context)
+
+
+@require_POST
+def feedback(request: HttpRequest, token: str) -> HttpResponse:
+    inquiry = inquiry_from_token(token)
+    form = FeedbackForm(request.POST)
+    if form.is_valid():
+        services.record_feedback(inquiry_id=inquiry.id, helpful=form.cleaned_data["helpful"] == "yes")
+    return redirect("faq:inquiry", token=token)
+
+
+@require_POST
+def escalate(request: HttpRequest, token: str) -> HttpResponse:
+    inquiry = inquiry_from_token(token)
+    services.escalate_inquiry(inquiry_id=inquiry.id)
+    return redirect("faq:inquiry", token=token)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SampleDataConfig(AppConfig):
+    name = "sample_data"
+    verbose_name = "Sample data"

@@ -1,0 +1,54 @@
+"""The JSON API: match (token auth), public inquiries (throttled), pair similarity, and its OpenAPI schema."""
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def api(staff_user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
+    return client
+
+
+def test_it_matches_a_question_with_scores_and_the_answer_in_the_customers_language(api, faq_library):
+    response = api.post("/api/faq/match", {"question": "How can I change the mobile number linked to my account?"},
+                        format="json")
+    assert response.status_code == 200
+    best = response.json()["candidates"][0]
+    assert best["faq_id"] == faq_library["phone"].id and best["answer_language"] == "en"
+    assert 0 < best["score"] <= 1
+
+
+def test_it_refuses_to_match_for_anonymous_callers(faq_library):
+    assert APIClient().post("/api/faq/match", {"question": "hi"}, format="json").status_code in (401, 403)
+
+
+def test_it_takes_a_public_inquiry_and_answers_it(faq_library):
+    response = APIClient().post("/api/faq/inquiries", {"question": "怎么换绑手机号?"}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "answered" and body["answer"] == faq_library["phone"].answer and body["matched"]
+
+
+def test_it_says_what_is_wrong_with_a_bad_inquiry(db):
+    response = APIClient().post("/api/faq/inquiries", {"question": "x" * 1001}, format="json")
+    assert response.status_code == 400 and "question" in response.json()
+
+
+def test_it_answers_503_when_the_embedding_endpoint_is_down(api, faq_library, embedding_endpoint):
+    embedding_endpoint.down()
+    assert api.post("/api/faq/match", {"question": "something new"}, format="json").status_code == 503
+
+
+def test_it_decides_whether_two_texts_mean_the_same(api, db):
+    same = api.post("/api/faq/pairs", {"text1": "怎么换绑手机号?", "text2": "如何修改绑定的手机号码"}, format="json").json()
+    other = api.post("/api/faq/pairs", {"text1": "怎么换绑手机号?", "text2": "What are your opening hours?"},
+                     format="json").json()
+    assert same["same_meaning"] and not other["same_meaning"]
+    assert same["threshold"] == other["threshold"] and same["score"] > other["score"]
+
+
+def test_it_describes_its_endpoints_in_the_openapi_schema(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert {"/api/faq/match", "/api/faq/inquiries", "/api/faq/pairs"} <= set(schema["paths"])

@@ -1,0 +1,99 @@
+"""The decision arithmetic: cosine rule with the top-2 margin, the classifier, threshold calibration."""
+import numpy as np
+
+from embeddings.selectors import Neighbour
+from faq.matching import (
+    LinearClassifier,
+    combine,
+    neighbour_votes,
+    Thresholds,
+    best_score_per_faq,
+    decide,
+    fit_classifier,
+    threshold_for_precision,
+)
+
+
+def test_it_keeps_the_best_wording_score_per_faq():
+    neighbours = [Neighbour(10, 0.93), Neighbour(11, 0.91), Neighbour(20, 0.90), Neighbour(99, 0.95)]
+    scores = best_score_per_faq(neighbours, {10: 1, 11: 1, 20: 2})  # wording 99 belongs to no live FAQ
+    assert scores == {1: 0.93, 2: 0.90}
+
+
+def test_it_answers_when_the_best_cosine_clears_the_threshold_and_leads_by_the_margin():
+    match = decide(scores={1: 0.93, 2: 0.88}, probabilities=None, classifier=None,
+                   thresholds=Thresholds(cosine=0.9, cosine_margin=0.01), top_k=3)
+    assert match.answered and match.best.faq_id == 1 and match.method == "cosine"
+
+
+def test_it_refuses_to_answer_when_the_top_two_faqs_are_too_close():
+    match = decide(scores={1: 0.930, 2: 0.925}, probabilities=None, classifier=None,
+                   thresholds=Thresholds(cosine=0.9, cosine_margin=0.01), top_k=3)
+    assert not match.answered
+    assert [candidate.faq_id for candidate in match.candidates] == [1, 2]
+
+
+def test_it_refuses_below_the_threshold():
+    match = decide(scores={1: 0.85}, probabilities=None, classifier=None, thresholds=Thresholds(cosine=0.9), top_k=3)
+    assert not match.answered
+
+
+def test_it_ranks_by_classifier_probability_and_answers_above_its_calibrated_confidence():
+    classifier = LinearClassifier(faq_ids=[1, 2, 3], weights=np.eye(3, dtype=np.float32) * 10,
+                                  bias=np.zeros(3, dtype=np.float32), confidence_threshold=0.9)
+    probabilities = classifier.probabilities(np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]], dtype=np.float32))
+    confident = decide(scores={1: 0.92, 2: 0.90}, probabilities=probabilities[0], classifier=classifier,
+                       thresholds=Thresholds(cosine=0.9), top_k=2)
+    torn = decide(scores={1: 0.92, 2: 0.92}, probabilities=probabilities[1], classifier=classifier,
+                  thresholds=Thresholds(cosine=0.9), top_k=2)
+    assert confident.best.faq_id == 2 and confident.answered and confident.method == "classifier"
+    assert confident.nearest_faq_id == 1  # plain nearest neighbour would have picked the other FAQ
+    assert not torn.answered
+
+
+def test_it_does_not_let_the_classifier_answer_an_unrelated_question():
+    classifier = LinearClassifier(faq_ids=[1, 2], weights=np.eye(2, dtype=np.float32) * 10,
+                                  bias=np.zeros(2, dtype=np.float32), confidence_threshold=0.5)
+    probabilities = classifier.probabilities(np.array([[1.0, 0.0]], dtype=np.float32))[0]
+    match = decide(scores={1: 0.70}, probabilities=probabilities, classifier=classifier,
+                   thresholds=Thresholds(cosine=0.9), top_k=2)
+    assert match.best.faq_id == 1 and not match.answered
+
+
+def test_it_calibrates_the_lowest_threshold_that_keeps_the_target_precision():
+    confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
+    correct = np.array([True, True, True, False, True, False])
+    assert threshold_for_precision(confidence, correct, target_precision=1.0) == 0.9
+    assert threshold_for_precision(confidence, correct, target_precision=0.8) == 0.7
+    assert threshold_for_precision(np.array([0.9]), np.array([False]), target_precision=0.9) == 1.0
+
+
+def test_it_fits_a_classifier_that_separates_overlapping_groups_better_than_chance():
+    generator = np.random.default_rng(7)
+    centres = generator.normal(size=(4, 16))
+    labels = np.repeat([11, 22, 33, 44], 30)
+    vectors = centres[np.searchsorted([11, 22, 33, 44], labels)] + generator.normal(scale=0.8, size=(120, 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    classifier, report = fit_classifier(vectors=vectors.astype(np.float32), labels=labels, target_precision=0.95)
+    predicted = np.array(classifier.faq_ids)[classifier.probabilities(vectors.astype(np.float32)).argmax(axis=1)]
+    assert sorted(classifier.faq_ids) == [11, 22, 33, 44]
+    assert (predicted == labels).mean() > 0.9
+    assert report["folds"] >= 2 and report["top1"] > 0.6
+    assert 0 < report["confidence_threshold"] <= 1
+
+
+def test_it_lets_the_nearest_wordings_overrule_a_torn_classifier():
+    classifier = LinearClassifier(faq_ids=[1, 2], weights=np.zeros((2, 2), dtype=np.float32),
+                                  bias=np.zeros(2, dtype=np.float32), confidence_threshold=0.8)
+    votes = classifier.votes([(2, 0.95), (2, 0.94), (1, 0.90)])
+    combined = combine(np.array([0.5, 0.5]), votes)
+    assert votes[1] > 0.9 and combined.argmax() == 1 and abs(combined.sum() - 1) < 1e-9
+
+
+def test_it_votes_the_same_way_in_calibration_as_in_matching():
+    similarities = np.array([[0.95, 0.94, 0.90, 0.80]])
+    labels = np.array([2, 2, 1, 1])
+    classifier = LinearClassifier(faq_ids=[1, 2], weights=np.zeros((2, 2), dtype=np.float32),
+                                  bias=np.zeros(2, dtype=np.float32), confidence_threshold=0.8)
+    expected = classifier.votes([(2, 0.95), (2, 0.94), (1, 0.90), (1, 0.80)])
+    assert np.allclose(neighbour_votes(similarities, labels, np.array([1, 2]))[0], expected)

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import codecs
+import io
+import json
+import tracemalloc
+
+import pytest
+
+from verifier.importing import ItemRow, RowProblem, read_declaration_rows
+from verifier.models import DeclarationBatch, DeclarationItem, ImportRowError
+from verifier.services import create_batch, import_declaration_file
+
+from .factories import csv_bytes
+
+pytestmark = pytest.mark.django_db
+
+ROWS = [
+    {"id": "D-1", "item_no": "1", "description": "无线蓝牙耳机", "hs_code": "8517.62", "quantity": "10", "value": "99.5",
+     "currency": "usd", "origin": "cn", "language": "zh"},
+    {"id": "D-1", "item_no": "2", "description": "Bluetooth earphone without cable", "hs_code": "851762",
+     "language": "en"},
+]
+
+
+def import_bytes(data: io.BytesIO, *, file_name: str, **batch_fields):
+    batch = create_batch(source=DeclarationBatch.Source.FILE, file_name=file_name, **batch_fields)
+    return batch, import_declaration_file(batch=batch, stream=data, file_name=file_name)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_it_reads_csv_in_each_supported_encoding(encoding):
+    batch, report = import_bytes(csv_bytes(ROWS, encoding=encoding), file_name="items.csv")
+
+    assert report.items_created == 2 and report.rows_rejected == 0
+    item = DeclarationItem.objects.get(batch=batch, item_no="1")
+    assert item.description_raw == "无线蓝牙耳机"
+    assert item.declared_code == "851762"
+    assert item.currency == "USD" and item.origin == "CN"
+    assert str(item.value) == "99.50"
+
+
+def test_it_reads_a_json_array_and_json_lines_with_the_same_result():
+    array = io.BytesIO(json.dumps(ROWS, ensure_ascii=False).encode("utf-8"))
+    lines = io.BytesIO("\n".join(json.dumps(row, ensure_ascii=False) for row in ROWS).encode("gb18030"))
+
+    rows_from_array = list(read_declaration_rows(array, file_name="items.json"))
+    rows_from_lines = list(read_declaration_rows(lines, file_name="items.jsonl"))
+
+    assert [row.fields for row in rows_from_array] == [row.fields for row in rows_from_lines]
+    assert rows_from_array[1].fields["description_raw"] == "Bluetooth earphone without cable"
+
+
+def test_it_reports_every_bad_row_with_its_number_and_reason_and_keeps_the_good_rows():
+    rows = [
+        {"description": "cotton t-shirts", "hs_code": "610910", "quantity": "5"},
+        {"description": "steel screws", "hs_code": "73X8", "quantity": "1"},
+        {"description": "rubber gloves", "hs_code": "401511", "quantity": "many"},
+        {"description": "leather handbag", "hs_code": "420221", "quantity": "2"},
+    ]
+    batch, report = import_bytes(csv_bytes(rows), file_name="items.csv")
+
+    assert (report.rows_read, report.items_created, report.rows_rejected) == (4, 2, 2)
+    errors = list(ImportRowError.objects.filter(batch=batch).order_by("row_number").values_list("row_number", "reason"))
+    assert errors[0][0] == 2 and "hs_code '73X8'" in errors[0][1]
+    assert errors[1][0] == 3 and "quantity 'many' is not a number" in errors[1][1]
+    assert set(DeclarationItem.objects.filter(batch=batch).values_list("description_raw", flat=True)) == {
+        "cotton t-shirts", "leather handbag"}
+
+
+def test_it_locates_a_broken_json_line_and_a_ragged_csv_row():
+    lines = io.BytesIO(b'{"description": "tea"}\n{"description": \n{"description": "coffee"}\n')
+    csv_data = io.BytesIO(b"description,hs_code\ntea,0902\ncoffee,0901,extra\n")
+
+    json_rows = list(read_declaration_rows(lines, file_name="x.jsonl"))
+    csv_rows = list(read_declaration_rows(csv_data, file_name="x.csv"))
+
+    assert [type(row) for row in json_rows] == [ItemRow, RowProblem, ItemRow]
+    assert json_rows[1].row_number == 2 and "not valid JSON" in json_rows[1].reason
+    assert isinstance(csv_rows[1], RowProblem) and csv_rows[1].row_number == 2
+    assert "expected 2 columns, found 3" in csv_rows[1].reason
+
+
+def test_it_does_not_duplicate_items_imported_again_with_or_without_ids():
+    rows = ROWS + [{"description": "green tea, 500 g bags", "hs_code": "090210"}]
+    import_bytes(csv_bytes(rows), file_name="first.csv")
+    second_batch, report = import_bytes(csv_bytes(rows), file_name="again.csv")
+
+    assert report.items_created == 0 and report.duplicates == 3
+    assert DeclarationItem.objects.count() == 3
+    assert not DeclarationItem.objects.filter(batch=second_batch).exists()
+
+
+def test_it_keeps_unknown_columns_in_extra():
+    rows = [{"description": "copper wire", "hs_code": "7408", "Importer Ref": "PO-77", "port": "Ningbo"}]
+    batch, _ = import_bytes(csv_bytes(rows), file_name="items.csv")
+
+    assert DeclarationItem.objects.get(batch=batch).extra == {"importer ref": "PO-77", "port": "Ningbo"}
+
+
+def test_it_fails_the_batch_with_a_reason_when_the_file_has_no_description_column():
+    batch, report = import_bytes(io.BytesIO(b"name,hs_code\ntea,0902\n"), file_name="items.csv")
+
+    batch.refresh_from_db()
+    assert batch.status == DeclarationBatch.Status.FAILED
+    assert "no 'description' column" in report.failure_reason
+    assert not DeclarationItem.objects.exists()
+
+
+def test_it_fails_cleanly_on_bytes_that_are_neither_utf8_nor_gb18030():
+    batch, report = import_bytes(io.BytesIO(b"description\n\xff\xfe\xfd\x80\x80\n"), file_name="items.csv")
+
+    assert "neither UTF-8 nor GB18030" in report.failure_reason
+
+
+def test_it_streams_a_json_array_in_bounded_memory():
+    # tracemalloc slows parsing tenfold: 10,000 rows are enough to tell streaming from loading.
+    rows = 10_000
+
+    def generate():
+        yield b"["
+        for number in range(rows):
+            prefix = b"," if number else b""
+            yield prefix + json.dumps({"id": f"D{number}", "description": f"item {number} cotton shirt",
+                                       "hs_code": "610910"}).encode()
+        yield b"]"
+
+    class Stream(io.RawIOBase):
+        def __init__(self):
+            self.parts, self.pending = generate(), b""
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            while len(self.pending) < len(buffer):
+                try:
+                    self.pending += next(self.parts)
+                except StopIteration:
+                    break
+            size = min(len(buffer), len(self.pending))
+            buffer[:size], self.pending = self.pending[:size], self.pending[size:]
+            return size
+
+    tracemalloc.start()
+    count = sum(1 for row in read_declaration_rows(Stream(), file_name="big.json") if isinstance(row, ItemRow))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert count == rows
+    assert peak < 3 * 2**20  # the file is ~0.7 MB of JSON and ~15 MB as parsed rows held at once
+
+
+def test_it_reads_a_bom_file_whose_header_carries_the_bom():
+    data = io.BytesIO(codecs.BOM_UTF8 + "description,hs_code\n绿茶,0902\n".encode("utf-8"))
+
+    rows = list(read_declaration_rows(data, file_name="items.csv"))
+
+    assert rows[0].fields["description_raw"] == "绿茶" and rows[0].fields["declared_code"] == "0902"
+
+
+def test_it_reads_a_gb18030_file_whose_first_rows_are_plain_ascii():
+    ascii_rows = "".join(f"row {number} steel screws,7318\n" for number in range(20_000)).encode("ascii")
+    data = io.BytesIO(b"description,hs_code\n" + ascii_rows + "绿茶,0902\n".encode("gb18030"))
+
+    rows = list(read_declaration_rows(data, file_name="items.csv"))
+
+    assert len(rows) == 20_001 and rows[-1].fields["description_raw"] == "绿茶"

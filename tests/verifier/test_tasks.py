@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tasks.schedule import BEAT_SCHEDULE
+from tasks.verification import import_uploaded_batch, sweep_stuck_items
+from verifier.models import DeclarationBatch, DeclarationItem, Verdict
+from verifier.pipeline import claim_items
+
+from .factories import make_item
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def eager_tasks():
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def test_the_beat_schedule_sweeps_stuck_items_every_minute():
+    entry = BEAT_SCHEDULE["verification-sweep-stuck-items"]
+
+    assert entry["task"] == sweep_stuck_items.name and entry["schedule"] <= 60
+
+
+def test_the_sweeper_requeues_work_of_a_dead_worker_and_it_gets_verified(knowledge_base, eager_tasks, settings):
+    item = make_item(description_raw=knowledge_base["090210"], declared_code="090210")
+    claim_items()  # a worker claimed it, then died
+    DeclarationItem.objects.update(claimed_at=timezone.now() - timedelta(seconds=settings.STUCK_WORK_TIMEOUT_SECONDS + 5))
+
+    assert sweep_stuck_items.delay().get() == 1
+
+    item.refresh_from_db()
+    assert item.status == DeclarationItem.Status.VERIFIED and item.attempts == 1
+    assert Verdict.objects.get(item=item).tier == Verdict.Tier.AUTO_PASS
+
+
+def test_importing_an_upload_twice_imports_it_once(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.FILE, file_name="items.csv",
+                                            upload_path="declarations/1/upload")
+    (tmp_path / "declarations" / "1").mkdir(parents=True)
+    (tmp_path / "declarations" / "1" / "upload").write_bytes(b"description,hs_code\ngreen tea,090210\n")
+
+    assert import_uploaded_batch(batch_id=batch.pk) == 1
+    assert import_uploaded_batch(batch_id=batch.pk) == 0
+    assert DeclarationItem.objects.filter(batch=batch).count() == 1
+
+
+def test_the_sweeper_closes_a_batch_whose_items_are_all_verified():
+    batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.API, status=DeclarationBatch.Status.PROCESSING)
+    make_item(batch=batch, status=DeclarationItem.Status.VERIFIED)
+
+    sweep_stuck_items()
+
+    batch.refresh_from_db()
+    assert batch.status == DeclarationBatch.Status.DONE

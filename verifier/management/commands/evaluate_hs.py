@@ -1,0 +1,54 @@
+"""python manage.py evaluate_hs PATH [--json] [--nomenclature PATH ...]"""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from verifier.models import KnowledgeEntry
+from verifier.nomenclature import NomenclatureFormatError, load_nomenclature
+from verifier.recommendation import evaluate_labelled, read_labelled_csv
+
+
+class Command(BaseCommand):
+    help = (
+        "Score HS code recommendations on a labelled CSV (id,description,hs_code[,language]) through the production "
+        "path (suggest mode) without storing anything: top-1 at 2/4/6 digits, top-3, tier shares, auto-pass precision."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", help="labelled CSV file(s); several are scored together")
+        parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
+        parser.add_argument(
+            "--nomenclature", action="append", default=[],
+            help="nomenclature CSV file or directory to load first when the knowledge base has none (repeatable)",
+        )
+
+    def handle(self, *args, paths: list[str], json: bool, nomenclature: list[str], **options):
+        if nomenclature and not KnowledgeEntry.objects.filter(source=KnowledgeEntry.Source.NOMENCLATURE).exists():
+            for path in nomenclature:
+                try:
+                    loaded = load_nomenclature(path)
+                except NomenclatureFormatError as error:
+                    raise CommandError(str(error)) from error
+                self.stdout.write(f"loaded {path}: {loaded.codes_created} codes, {loaded.entries_indexed} embedded")
+        if not KnowledgeEntry.objects.exists():
+            raise CommandError("the knowledge base is empty: load a nomenclature first (--nomenclature PATH)")
+        rows = []
+        for path in paths:
+            try:
+                file_rows, bad_rows = read_labelled_csv(path)
+            except (OSError, ValueError) as error:
+                raise CommandError(str(error)) from error
+            rows += file_rows
+            for row_number, reason in bad_rows:
+                self.stderr.write(f"{path} row {row_number}: {reason} (skipped)")
+        figures = evaluate_labelled(rows).to_json()
+        for key, value in figures.items():
+            self.stdout.write(f"{key:>15}: {'n/a' if value is None else value if key == 'n' else f'{value:.3f}'}")
+        if json:
+            self.stdout.write(_json_line(figures))
+
+
+def _json_line(figures: dict) -> str:
+    return json.dumps(figures)

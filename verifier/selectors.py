@@ -1,0 +1,157 @@
+"""Reads of the verification domain: batch progress, verdict summaries, the review page's evidence."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+
+from .models import DeclarationBatch, DeclarationItem, HsCode, ImportRowError, KnowledgeEntry, Verdict
+
+# Buckets of the confidence histogram on the batch page.
+CONFIDENCE_BUCKETS = 10
+
+
+def knowledge_texts_after(after_id: int, limit: int) -> list[tuple[int, str]]:
+    """The knowledge corpus for the re-indexer: (id, text) of entries after `after_id`, in id order."""
+    return list(KnowledgeEntry.objects.filter(id__gt=after_id).order_by("id").values_list("id", "text")[:limit])
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    batch_id: int
+    status: str
+    mode: str
+    rows_read: int
+    items_created: int
+    duplicates: int
+    rows_rejected: int
+    items_by_status: dict[str, int]
+    items_by_tier: dict[str, int]
+    failure_reason: str
+
+    @property
+    def items_done(self) -> int:
+        return self.items_by_status.get("verified", 0) + self.items_by_status.get("failed", 0)
+
+    @property
+    def fraction_done(self) -> float:
+        return self.items_done / self.items_created if self.items_created else 1.0
+
+    def as_json(self) -> dict:
+        return {
+            "batch": self.batch_id, "status": self.status, "mode": self.mode, "rows_read": self.rows_read,
+            "items_created": self.items_created, "duplicates": self.duplicates, "rows_rejected": self.rows_rejected,
+            "items_by_status": self.items_by_status, "items_by_tier": self.items_by_tier,
+            "items_done": self.items_done, "fraction_done": round(self.fraction_done, 4),
+            "failure_reason": self.failure_reason,
+        }
+
+
+def batch_progress(*, batch: DeclarationBatch) -> BatchProgress:
+    """Counts of a batch's items by status and by verdict tier (two aggregate queries)."""
+    by_status = dict(
+        DeclarationItem.objects.filter(batch=batch).values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    by_tier = dict(
+        Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id")).values_list("tier", "n")
+    )
+    return BatchProgress(
+        batch_id=batch.pk, status=batch.status, mode=batch.mode, rows_read=batch.rows_read,
+        items_created=batch.items_created, duplicates=batch.duplicates, rows_rejected=batch.rows_rejected,
+        items_by_status=by_status, items_by_tier=by_tier, failure_reason=batch.failure_reason,
+    )
+
+
+def confidence_histogram(*, batch: DeclarationBatch, buckets: int = CONFIDENCE_BUCKETS) -> list[dict]:
+    """Verdicts of a batch per confidence bucket [i/buckets, (i+1)/buckets), counted in the database."""
+    filters = {
+        f"b{index}": Count("id", filter=Q(confidence__gte=index / buckets) & (
+            Q(confidence__lt=(index + 1) / buckets) if index < buckets - 1 else Q()
+        ))
+        for index in range(buckets)
+    }
+    counts = Verdict.objects.filter(item__batch=batch).aggregate(**filters)
+    return [
+        {"low": index / buckets, "high": (index + 1) / buckets, "count": counts[f"b{index}"] or 0}
+        for index in range(buckets)
+    ]
+
+
+def batch_items(*, batch: DeclarationBatch) -> QuerySet[DeclarationItem]:
+    return DeclarationItem.objects.filter(batch=batch).select_related("verdict").order_by("id")
+
+
+def batch_row_errors(*, batch: DeclarationBatch) -> QuerySet[ImportRowError]:
+    return ImportRowError.objects.filter(batch=batch).order_by("row_number")
+
+
+def review_queue(*, tier: str | None = None) -> QuerySet[DeclarationItem]:
+    """Items whose verdict awaits review, riskiest first (index verdict_review_queue_idx)."""
+    queryset = DeclarationItem.objects.filter(verdict__reviewed=False).exclude(verdict__tier=Verdict.Tier.AUTO_PASS)
+    if tier:
+        queryset = queryset.filter(verdict__tier=tier)
+    return queryset.select_related("verdict", "batch").order_by("-verdict__risk", "id")
+
+
+def code_descriptions(codes: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Nomenclature text for codes and their parents (6, 4, 2 digits), per code: [(code, description)], coarse first."""
+    wanted = {code[:length] for code in codes if code for length in (2, 4, 6, 8, 10) if length <= len(code)}
+    lines: dict[str, list[str]] = {}
+    for code, language, description in HsCode.objects.filter(code__in=wanted).order_by("code", "language") \
+            .values_list("code", "language", "description"):
+        lines.setdefault(code, []).append(f"[{language}] {description}")
+    return {
+        code: [(prefix, " / ".join(lines[prefix])) for length in (2, 4, 6, 8, 10)
+               if length <= len(code) and (prefix := code[:length]) in lines]
+        for code in codes if code
+    }
+
+
+def reviewed_calibration_samples(*, space_id: int | None = None, chapter: str | None = None) -> list:
+    """Each reviewed item's verdict with whether its recommendation matched the code the reviewer settled on.
+
+    The latest review of an item counts; rejections say nothing about codes and are left out.
+    """
+    from .models import Review
+    from .routing import CalibrationSample, codes_agree
+
+    latest: dict[int, str] = {}
+    for item_id, to_code, action in Review.objects.order_by("item_id", "created_at", "id").values_list(
+        "item_id", "to_code", "action"
+    ):
+        latest[item_id] = "" if action == Review.Action.REJECT else to_code
+    verdicts = Verdict.objects.filter(item_id__in=[item for item, code in latest.items() if code])
+    if space_id is not None:
+        verdicts = verdicts.filter(space_id=space_id)
+    if chapter:
+        verdicts = verdicts.filter(recommended_code__startswith=chapter)
+    return [
+        CalibrationSample(confidence=confidence, margin=margin, best_similarity=best_similarity,
+                          recommendation_correct=bool(code) and codes_agree(latest[item_id], code))
+        for item_id, code, confidence, margin, best_similarity in verdicts.values_list(
+            "item_id", "recommended_code", "confidence", "margin", "best_similarity")
+    ]
+
+
+def labelled_calibration_samples(*, path) -> list:
+    """Samples from a labelled CSV (id,description,hs_code[,language]) judged as production would, storing nothing."""
+    from .normalization import meaningless_reason, normalize_description
+    from .recommendation import find_evidence, read_labelled_csv, recommend_hs_code
+    from .routing import CalibrationSample, codes_agree
+    from .services import glossary_mapping
+
+    rows, _ = read_labelled_csv(path)
+    glossary = glossary_mapping()
+    rows = [row for row in rows if not meaningless_reason(row.description)]
+    samples = []
+    for start in range(0, len(rows), 256):
+        chunk = rows[start:start + 256]
+        evidence_lists = find_evidence([normalize_description(row.description, glossary=glossary) for row in chunk])
+        for row, evidence in zip(chunk, evidence_lists):
+            recommendation = recommend_hs_code(evidence)
+            samples.append(CalibrationSample(
+                confidence=recommendation.confidence, margin=recommendation.margin,
+                best_similarity=recommendation.best_similarity,
+                recommendation_correct=codes_agree(row.hs_code, recommendation.code),
+            ))
+    return samples

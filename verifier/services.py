@@ -1,0 +1,375 @@
+"""Writes of the verification domain: importing declarations, reviews, growing the knowledge base."""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from .importing import ItemRow, RowProblem, UnreadableFile, read_declaration_rows, records_from_objects
+from .models import (
+    KNOWLEDGE_CORPUS,
+    DeclarationBatch,
+    DeclarationItem,
+    GlossaryTerm,
+    ImportRowError,
+    KnowledgeEntry,
+    Review,
+    RoutingThreshold,
+    Verdict,
+)
+
+# Rows written per INSERT: big enough to amortise the round trip, small enough to bound memory.
+IMPORT_CHUNK_ROWS = 2000
+# Knowledge entries embedded per call to the embedding service.
+INDEX_CHUNK_ENTRIES = 512
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    batch_id: int
+    rows_read: int
+    items_created: int
+    duplicates: int
+    rows_rejected: int
+    failure_reason: str = ""
+
+
+def create_batch(
+    *, source: str, mode: str = DeclarationBatch.Mode.CHECK, file_name: str = "", is_reference: bool = False,
+    created_by: AbstractBaseUser | None = None,
+) -> DeclarationBatch:
+    if mode not in DeclarationBatch.Mode.values:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(DeclarationBatch.Mode.values)}")
+    return DeclarationBatch.objects.create(
+        source=source, mode=mode, file_name=file_name[:255], is_reference=is_reference,
+        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+    )
+
+
+def import_declaration_file(*, batch: DeclarationBatch, stream: IO[bytes], file_name: str = "") -> ImportReport:
+    """Import a declaration file into `batch`; bad rows are recorded, good rows kept; processing is queued.
+
+    A file that cannot be read at all marks the batch failed with the reason.
+    """
+    try:
+        rows = read_declaration_rows(stream, file_name=file_name or batch.file_name, require_code=batch.is_reference)
+        return import_rows(batch=batch, rows=rows)
+    except UnreadableFile as error:
+        return _fail_batch(batch=batch, reason=str(error))
+
+
+def import_declaration_objects(*, batch: DeclarationBatch, objects: Iterable[dict]) -> ImportReport:
+    """Import items given as JSON objects (the API), like the rows of a file."""
+    return import_rows(batch=batch, rows=records_from_objects(objects))
+
+
+def import_rows(*, batch: DeclarationBatch, rows: Iterator[ItemRow | RowProblem]) -> ImportReport:
+    """Write parsed rows in chunks: items (or reference knowledge) with ON CONFLICT DO NOTHING, and row errors.
+
+    Each chunk commits on its own, so a crash mid-file keeps what was imported and a re-run
+    does not duplicate it (identity keys are unique).
+    """
+    rows_read = created = rejected = 0
+    reference_ids: list[int] = []
+    for chunk in _chunks(rows, IMPORT_CHUNK_ROWS):
+        good = [row for row in chunk if isinstance(row, ItemRow)]
+        bad = [row for row in chunk if isinstance(row, RowProblem)]
+        rows_read += len(chunk)
+        rejected += len(bad)
+        with transaction.atomic():
+            ImportRowError.objects.bulk_create(
+                ImportRowError(batch=batch, row_number=row.row_number, reason=_storable(row.reason),
+                               raw=_storable(row.raw)) for row in bad
+            )
+            if batch.is_reference:
+                entry_ids = _create_reference_entries(good)
+                reference_ids += entry_ids
+                created += len(entry_ids)
+            else:
+                created += _create_items(batch=batch, rows=good)
+    duplicates = rows_read - rejected - created
+    with transaction.atomic():
+        DeclarationBatch.objects.filter(pk=batch.pk).update(
+            rows_read=rows_read, items_created=created, duplicates=duplicates, rows_rejected=rejected,
+            status=DeclarationBatch.Status.DONE if batch.is_reference or created == 0
+            else DeclarationBatch.Status.PROCESSING,
+        )
+        if batch.is_reference:
+            queue_knowledge_indexing(entry_ids=reference_ids)
+        elif created:
+            queue_verification(items=created)
+    batch.refresh_from_db()
+    return ImportReport(batch.pk, rows_read, created, duplicates, rejected)
+
+
+def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> int:
+    """Insert new items; items already known by identity key (in any batch) are skipped. Returns how many were new."""
+    if not rows:
+        return 0
+    # A key repeated inside one chunk would be two rows of one INSERT; keep the first.
+    unique_rows = list({row.identity_key: row for row in reversed(rows)}.values())
+    before = DeclarationItem.objects.filter(batch=batch).count()
+    DeclarationItem.objects.bulk_create(
+        [DeclarationItem(batch=batch, identity_key=row.identity_key, **row.fields) for row in unique_rows],
+        ignore_conflicts=True,
+    )
+    return DeclarationItem.objects.filter(batch=batch).count() - before
+
+
+def _create_reference_entries(rows: Sequence[ItemRow]) -> list[int]:
+    """Approved historical declarations become reference evidence; returns the ids of the new entries."""
+    if not rows:
+        return []
+    from .normalization import normalize_description
+
+    glossary = glossary_mapping()
+    keys = [row.identity_key for row in rows]
+    existing = set(KnowledgeEntry.objects.filter(
+        source=KnowledgeEntry.Source.REFERENCE, identity_key__in=keys
+    ).values_list("identity_key", flat=True))
+    fresh = {row.identity_key: row for row in rows if row.identity_key not in existing}
+    entries = [
+        KnowledgeEntry(
+            source=KnowledgeEntry.Source.REFERENCE, identity_key=key, hs_code=row.fields["declared_code"],
+            chapter=row.fields["declared_code"][:2], language=row.fields["language"],
+            text=normalize_description(evidence_text(row.fields), glossary=glossary) or row.fields["description_raw"],
+            display_text=row.fields["description_raw"],
+        )
+        for key, row in fresh.items()
+    ]
+    KnowledgeEntry.objects.bulk_create(entries, ignore_conflicts=True)
+    return list(KnowledgeEntry.objects.filter(
+        source=KnowledgeEntry.Source.REFERENCE, identity_key__in=list(fresh)
+    ).values_list("id", flat=True))
+
+
+def evidence_text(fields: dict) -> str:
+    """The text that stands for an item: its description, with the product name when it adds words."""
+    description = fields["description_raw"]
+    product_name = fields.get("product_name") or ""
+    if product_name and product_name.lower() not in description.lower():
+        return f"{product_name} {description}"
+    return description
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: a bad row's sample shows it as U+FFFD instead."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _fail_batch(*, batch: DeclarationBatch, reason: str) -> ImportReport:
+    DeclarationBatch.objects.filter(pk=batch.pk).update(status=DeclarationBatch.Status.FAILED, failure_reason=reason)
+    batch.refresh_from_db()
+    return ImportReport(batch.pk, batch.rows_read, batch.items_created, batch.duplicates, batch.rows_rejected, reason)
+
+
+def _chunks(rows: Iterator, size: int) -> Iterator[list]:
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def glossary_mapping() -> dict[str, str]:
+    return dict(GlossaryTerm.objects.values_list("term", "replacement"))
+
+
+# --- queueing (always after commit: a task must see the rows it is about) -----------------------
+
+# Parallel verification tasks queued for a new batch: one per worker process is enough, each
+# claims chunks until the queue is empty.
+VERIFICATION_TASKS_PER_BATCH = 2
+
+
+def queue_verification(*, items: int = 1) -> None:
+    from tasks.verification import verify_pending_items
+
+    tasks = 1 if items <= 1000 else VERIFICATION_TASKS_PER_BATCH
+    for _ in range(tasks):
+        transaction.on_commit(lambda: verify_pending_items.delay())
+
+
+def queue_knowledge_indexing(*, entry_ids: Sequence[int]) -> None:
+    from tasks.verification import index_knowledge_entries
+
+    for start in range(0, len(entry_ids), INDEX_CHUNK_ENTRIES * 4):
+        chunk = list(entry_ids[start:start + INDEX_CHUNK_ENTRIES * 4])
+        transaction.on_commit(lambda chunk=chunk: index_knowledge_entries.delay(entry_ids=chunk))
+
+
+def index_knowledge_entries(*, entry_ids: Sequence[int]) -> int:
+    """Embed these knowledge entries as documents into the active space (idempotent: vectors are upserted)."""
+    from embeddings.services import index_documents
+
+    done = 0
+    for start in range(0, len(entry_ids), INDEX_CHUNK_ENTRIES):
+        rows = list(KnowledgeEntry.objects.filter(id__in=entry_ids[start:start + INDEX_CHUNK_ENTRIES])
+                    .order_by("id").values_list("id", "text"))
+        if rows:
+            index_documents(corpus=KNOWLEDGE_CORPUS, object_ids=[r[0] for r in rows], texts=[r[1] for r in rows])
+            done += len(rows)
+    return done
+
+
+# --- review -----------------------------------------------------------------------------------
+
+
+class ReviewRefused(ValueError):
+    """A review action that cannot apply to this item (no verdict, no recommendation, bad code)."""
+
+
+def review_item(
+    *, item: DeclarationItem, reviewer: AbstractBaseUser, action: str, code: str = "", reason: str = "",
+) -> Review:
+    """Record one reviewer decision (append-only) and apply it.
+
+    1. Work out the code the decision settles on (declared, recommended, or given).
+    2. Append the Review, mark the verdict reviewed and set its final code.
+    3. An approved code makes the item a reference (KnowledgeEntry) indexed after commit.
+    """
+    verdict = Verdict.objects.filter(item=item).first()
+    current = (verdict.final_code if verdict else "") or item.declared_code
+    if action == Review.Action.CONFIRM_DECLARED:
+        if not item.declared_code:
+            raise ReviewRefused(f"item {item.pk} has no declared code to confirm")
+        to_code = item.declared_code
+    elif action == Review.Action.ACCEPT_RECOMMENDATION:
+        if verdict is None or not verdict.recommended_code:
+            raise ReviewRefused(f"item {item.pk} has no recommendation to accept")
+        to_code = verdict.recommended_code
+    elif action == Review.Action.SET_CODE:
+        to_code = "".join(code.split()).replace(".", "")
+        if not (to_code.isdigit() and len(to_code) in (2, 4, 6, 8, 10)):
+            raise ReviewRefused(f"{code!r} is not an HS code (2, 4, 6, 8 or 10 digits)")
+    elif action == Review.Action.REJECT:
+        to_code = ""
+        if not reason.strip():
+            raise ReviewRefused("a rejection needs a reason")
+    else:
+        raise ReviewRefused(f"unknown review action {action!r}")
+    with transaction.atomic():
+        review = Review.objects.create(
+            item=item, reviewer=reviewer, action=action, from_code=current, to_code=to_code, reason=reason,
+            tier_at_review=verdict.tier if verdict else "",
+        )
+        if verdict is not None:
+            Verdict.objects.filter(pk=verdict.pk).update(reviewed=True, final_code=to_code)
+        if to_code:
+            _make_reference(item=item, code=to_code)
+        else:
+            # A rejected item is no evidence: if an earlier review made it a reference, withdraw it.
+            _withdraw_reference(item=item)
+    return review
+
+
+def review_items(
+    *, items: Iterable[DeclarationItem], reviewer: AbstractBaseUser, action: str, code: str = "", reason: str = "",
+) -> tuple[int, list[str]]:
+    """The same decision on many items; returns how many were reviewed and why the others were refused."""
+    done, refusals = 0, []
+    for item in items:
+        try:
+            review_item(item=item, reviewer=reviewer, action=action, code=code, reason=reason)
+            done += 1
+        except ReviewRefused as error:
+            refusals.append(str(error))
+    return done, refusals
+
+
+def _make_reference(*, item: DeclarationItem, code: str) -> None:
+    from .normalization import normalize_description
+
+    fields = {"description_raw": item.description_raw, "product_name": item.product_name}
+    text = item.description_normalized or normalize_description(evidence_text(fields), glossary=glossary_mapping())
+    entry, _ = KnowledgeEntry.objects.update_or_create(
+        source=KnowledgeEntry.Source.REFERENCE, identity_key=item.identity_key,
+        defaults={"hs_code": code, "chapter": code[:2], "language": item.language,
+                  "text": text or item.description_raw, "display_text": item.description_raw},
+    )
+    queue_knowledge_indexing(entry_ids=[entry.pk])
+
+
+def _withdraw_reference(*, item: DeclarationItem) -> None:
+    from embeddings.store import delete_vectors
+
+    entry_ids = list(KnowledgeEntry.objects.filter(
+        source=KnowledgeEntry.Source.REFERENCE, identity_key=item.identity_key
+    ).values_list("id", flat=True))
+    if entry_ids:
+        delete_vectors(corpus=KNOWLEDGE_CORPUS, object_ids=entry_ids)
+        KnowledgeEntry.objects.filter(id__in=entry_ids).delete()
+
+
+
+# --- uploads: saved first, imported by a worker, so a big file never holds a web request -------
+
+
+def accept_upload(
+    *, uploaded_file, mode: str, is_reference: bool = False, created_by: AbstractBaseUser | None = None,
+) -> DeclarationBatch:
+    """Store an uploaded file under MEDIA_ROOT and queue its import; the batch page polls its progress."""
+    batch = create_batch(source=DeclarationBatch.Source.FILE, mode=mode, file_name=Path(uploaded_file.name).name,
+                         is_reference=is_reference, created_by=created_by)
+    relative = Path("declarations") / str(batch.pk) / "upload"
+    target = Path(settings.MEDIA_ROOT) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as output:
+        for chunk in uploaded_file.chunks():
+            output.write(chunk)
+    DeclarationBatch.objects.filter(pk=batch.pk).update(upload_path=str(relative))
+    batch.upload_path = str(relative)
+    from tasks.verification import import_uploaded_batch
+
+    transaction.on_commit(lambda: import_uploaded_batch.delay(batch_id=batch.pk))
+    return batch
+
+
+def import_uploaded_batch(*, batch_id: int) -> ImportReport | None:
+    """Import a stored upload once: a batch already past `importing` is left alone (the task ran before)."""
+    with transaction.atomic():
+        batch = DeclarationBatch.objects.select_for_update().get(pk=batch_id)
+        if batch.status != DeclarationBatch.Status.IMPORTING or not batch.upload_path:
+            return None
+        # A previous run may have died mid-file: its items stay (identity keys make this run skip them),
+        # its row errors are reported again by this run.
+        ImportRowError.objects.filter(batch=batch).delete()
+    path = Path(settings.MEDIA_ROOT) / batch.upload_path
+    if not path.is_file():
+        return _fail_batch(batch=batch, reason="the uploaded file is no longer on the server")
+    with path.open("rb") as stream:
+        report = import_declaration_file(batch=batch, stream=stream, file_name=batch.file_name)
+    path.unlink(missing_ok=True)
+    return report
+
+
+def save_calibration(*, space, chapter: str, calibration, note: str):
+    """Store calibrated thresholds for a space (and chapter); staff can still edit them afterwards."""
+    thresholds = calibration.thresholds
+    row, _ = RoutingThreshold.objects.update_or_create(
+        space=space, chapter=chapter,
+        defaults={"auto_pass_min_confidence": thresholds.auto_pass_min_confidence,
+                  "review_margin": thresholds.review_margin,
+                  "novelty_max_similarity": thresholds.novelty_max_similarity,
+                  "calibrated_at": timezone.now(), "calibration_note": f"{note}: {calibration.describe()}"},
+    )
+    return row
+
+
+def requeue_failed_items(*, item_ids: Iterable[int]) -> int:
+    """Give failed items (attempts used up, e.g. by a long endpoint outage) a fresh start; returns how many."""
+    with transaction.atomic():
+        count = DeclarationItem.objects.filter(id__in=list(item_ids), status=DeclarationItem.Status.FAILED).update(
+            status=DeclarationItem.Status.PENDING, attempts=0, claimed_at=None,
+        )
+        batch_ids = DeclarationItem.objects.filter(id__in=list(item_ids)).values_list("batch_id", flat=True)
+        DeclarationBatch.objects.filter(id__in=batch_ids, status=DeclarationBatch.Status.DONE,
+                                        is_reference=False).update(status=DeclarationBatch.Status.PROCESSING)
+        if count:
+            queue_verification(items=count)
+    return count
