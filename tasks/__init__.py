@@ -1,0 +1,1 @@
+"""Celery tasks, one module per domain; each task parses its arguments and calls one service."""

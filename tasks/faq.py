@@ -1,0 +1,41 @@
+"""Celery tasks for FAQ matching: each parses its arguments and calls one faq service; all are safe to run twice."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from embeddings.errors import EmbeddingError
+
+
+@shared_task(name="faq.index_pending_wordings", autoretry_for=(EmbeddingError,), retry_backoff=5, retry_backoff_max=60, max_retries=10)
+def index_pending_wordings(refit: bool = False) -> int:
+    """Embed wordings without a vector (queued on commit after library edits; beat also sweeps every minute)."""
+    from faq.services import index_wordings, refit_classifier
+
+    indexed = index_wordings()
+    if indexed or refit:
+        refit_classifier()
+    return indexed
+
+
+@shared_task(name="faq.match_pending_inquiries")
+def match_pending_inquiries() -> int:
+    """Match inquiries saved while the embedding endpoint was down."""
+    from faq.services import match_pending_inquiries as match
+
+    return match()
+
+
+@shared_task(name="faq.refit_classifier")
+def refit_faq_classifier() -> None:
+    """Refit the classifier when the library changed since the last fit (a no-op otherwise)."""
+    from faq.services import refit_classifier
+
+    refit_classifier()
+
+
+@shared_task(name="faq.cluster_unanswered_inquiries")
+def cluster_unanswered_inquiries() -> int:
+    """Group unanswered and escalated inquiries into topic clusters."""
+    from faq.clustering import cluster_inquiries
+
+    return cluster_inquiries()
