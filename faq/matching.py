@@ -7,7 +7,7 @@ Two stages, both cheap:
    over all wording vectors gives each FAQ a probability, and the nearest wordings
    vote (weighted by how close each is); the normalised geometric mean of the two is
    the ranking and the `confidence` that decides whether the answer is shown
-   (BANKING77 held-out 20%, CPU model: nearest neighbour 87.9% top-1, both 91.8%).
+   (BANKING77 held-out 20%, CPU model: nearest neighbour 87.9% top-1, both 92.3%).
    Its threshold is calibrated by cross-validation on the library, so "answered" is precise.
 
 The top-2 margin rule: an answer is shown only when the best FAQ is clearly ahead
@@ -29,8 +29,10 @@ MIN_FAQS_FOR_CLASSIFIER = 3
 MIN_WORDINGS_PER_FAQ_FOR_CLASSIFIER = 4
 # Cosine rule: the best FAQ must lead the second by this much (e5 paraphrases sit 0.90-0.94, so gaps are small).
 DEFAULT_COSINE_MARGIN = 0.01
-# Logistic regression's inverse regularisation: strong, since unit-length e5 vectors differ by little.
-CLASSIFIER_C = 50.0
+# Logistic regression over standardised vector components (each dimension scaled to unit variance over
+# the library), and its inverse regularisation; chosen by 5-fold cross-validation on the BANKING77 library
+# split (top-1 92.4%, against 92.3% for C=50 on raw vectors), never on its held-out queries.
+CLASSIFIER_C = 0.25
 # Nearest wordings that vote, and the softness of their weights exp((cosine - best) / T):
 # with e5's compressed cosines a wording 0.01 further away counts e times less.
 VOTING_NEIGHBOURS = 10
@@ -205,7 +207,7 @@ def fit_classifier(
     vectors: the wordings as stored (documents, what the neighbours are searched in); query_vectors:
     the same wordings written as queries, as customers' questions are. The classifier learns from
     both sides, and calibration scores held-out wordings the way a question is scored (BANKING77:
-    top-1 91.3% with documents only, 91.8% with both).
+    top-1 91.3% with documents only, 91.8% with both, before standardising).
 
     1. Cross-validated confidences (each wording scored by a model and neighbours that never saw it).
     2. The threshold: the lowest probability at which precision among answered stays at
@@ -214,14 +216,16 @@ def fit_classifier(
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     labels_array = np.asarray(labels)
     classes, counts = np.unique(labels_array, return_counts=True)
     usable_folds = int(min(folds, counts.min()))
     report: dict = {"wordings": int(len(labels_array)), "faqs": int(len(classes))}
 
-    def new_model() -> LogisticRegression:
-        return LogisticRegression(C=CLASSIFIER_C, max_iter=300)
+    def new_model() -> Pipeline:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=CLASSIFIER_C, max_iter=500))
 
     threshold = 0.5
     if usable_folds >= 2:
@@ -245,10 +249,14 @@ def fit_classifier(
             "answered_precision": float(correct[answered].mean()) if answered.any() else None,
         })
     model = new_model().fit(*training_set(vectors, query_vectors, labels_array, np.arange(len(labels_array))))
+    scaler, regression = model[0], model[-1]
+    # Standardising is folded into the weights, so serving stays one matrix product on raw vectors:
+    # ((x - mean) / scale) @ W.T + b  ==  x @ (W / scale).T + (b - (mean / scale) @ W.T)
+    weights = regression.coef_ / scaler.scale_
     classifier = LinearClassifier(
         faq_ids=[int(value) for value in model.classes_],
-        weights=model.coef_.astype(np.float32),
-        bias=model.intercept_.astype(np.float32),
+        weights=weights.astype(np.float32),
+        bias=(regression.intercept_ - weights @ scaler.mean_).astype(np.float32),
         confidence_threshold=float(threshold),
     )
     report["confidence_threshold"] = float(threshold)

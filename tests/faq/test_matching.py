@@ -97,3 +97,21 @@ def test_it_votes_the_same_way_in_calibration_as_in_matching():
                                   bias=np.zeros(2, dtype=np.float32), confidence_threshold=0.8)
     expected = classifier.votes([(2, 0.95), (2, 0.94), (1, 0.90), (1, 0.80)])
     assert np.allclose(neighbour_votes(similarities, labels, np.array([1, 2]))[0], expected)
+
+
+def test_it_serves_the_standardised_model_as_one_product_on_raw_vectors():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from faq.matching import CLASSIFIER_C
+
+    generator = np.random.default_rng(3)
+    labels = np.repeat([5, 6, 7], 20)
+    # Components on very different scales: what standardising is for.
+    vectors = generator.normal(size=(60, 8)) * np.array([5.0, 0.01, 1, 1, 1, 1, 1, 0.1])
+    vectors[:, 1] += 0.02 * np.searchsorted([5, 6, 7], labels)
+    classifier, _ = fit_classifier(vectors=vectors, labels=labels, target_precision=0.9)
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=CLASSIFIER_C, max_iter=500)).fit(vectors, labels)
+    queries = generator.normal(size=(10, 8)) * np.array([5.0, 0.01, 1, 1, 1, 1, 1, 0.1])
+    assert np.allclose(classifier.probabilities(queries), reference.predict_proba(queries), atol=1e-4)
