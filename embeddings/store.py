@@ -160,11 +160,14 @@ def copy_stream(*, hashes: Sequence[bytes], vectors: np.ndarray, object_ids: Seq
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
+# Up to this many rows a cache write is one INSERT; more go through binary COPY into a temporary table.
+SMALL_CACHE_WRITE_ROWS = 32
+
+
 def store_cached_embeddings(*, space: EmbeddingSpace, input_hashes: Sequence[bytes], vectors: np.ndarray) -> None:
     """Remember computed vectors by input hash (first writer wins; a text's vector never changes in a space)."""
     if len(input_hashes) == 0:
         return
-    stream = copy_stream(hashes=input_hashes, vectors=vectors)
     own_transaction = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         if own_transaction:
@@ -172,6 +175,19 @@ def store_cached_embeddings(*, space: EmbeddingSpace, input_hashes: Sequence[byt
             # (about 10 ms on every interactive query). Never inside a caller's transaction, whose other
             # writes must stay durable.
             cursor.execute("SET LOCAL synchronous_commit = off")
+        if len(input_hashes) <= SMALL_CACHE_WRITE_ROWS:
+            # An interactive question: one statement, no temporary table (creating one writes the catalog).
+            cursor.execute(
+                """
+                INSERT INTO embeddings_cachedembedding (space_id, input_hash, embedding, created_at)
+                SELECT DISTINCT ON (input_hash) %s, input_hash, embedding::halfvec, now()
+                FROM unnest(%s::bytea[], %s::text[]) AS incoming (input_hash, embedding)
+                ON CONFLICT (space_id, input_hash) DO NOTHING
+                """,
+                [space.id, [bytes(digest) for digest in input_hashes], [vector_literal(row) for row in vectors]],
+            )
+            return
+        stream = copy_stream(hashes=input_hashes, vectors=vectors)
         cursor.execute(
             "CREATE TEMPORARY TABLE incoming_cached (input_hash bytea, embedding halfvec) ON COMMIT DROP"
         )
