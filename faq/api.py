@@ -65,13 +65,13 @@ class MatchView(APIView):
         except EmbeddingError:
             return Response({"detail": UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         language = payload.validated_data.get("language") or services.detect_language(question)
-        faqs = selectors.faqs_by_id([candidate.faq_id for candidate in match.candidates])
-        candidates = []
-        for candidate in match.candidates:
-            answer, answer_language = faqs[candidate.faq_id].answer_in(language)
-            candidates.append({"faq_id": candidate.faq_id, "question": faqs[candidate.faq_id].question,
-                               "answer": answer, "answer_language": answer_language,
-                               "score": candidate.score, "confidence": candidate.confidence})
+        shown = selectors.answers_in(faq_ids=[candidate.faq_id for candidate in match.candidates], language=language)
+        candidates = [
+            {"faq_id": candidate.faq_id, "question": shown[candidate.faq_id].question,
+             "answer": shown[candidate.faq_id].answer, "answer_language": shown[candidate.faq_id].language,
+             "score": candidate.score, "confidence": candidate.confidence}
+            for candidate in match.candidates if candidate.faq_id in shown
+        ]
         return Response({"answered": match.answered, "method": match.method, "candidates": candidates})
 
 

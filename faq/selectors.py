@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 
 from embeddings.client import get_client
@@ -87,17 +88,11 @@ def match_vectors(
     space = space or active_space()
     corpus = corpus_for(namespace)
     neighbours = nearest_neighbours(space=space, corpus=corpus, vectors=vectors, k=NEIGHBOURS_PER_QUESTION)
-    wording_ids = {neighbour.object_id for row in neighbours for neighbour in row}
-    faq_of_wording = dict(
-        FaqWording.objects.filter(id__in=wording_ids, faq__active=True, faq__namespace=namespace)
-        .values_list("id", "faq_id")
+    faq_of_wording, active_faq_ids = live_wordings_and_faqs(
+        namespace=namespace, wording_ids={neighbour.object_id for row in neighbours for neighbour in row},
     )
     classifier = current_classifier(space=space, namespace=namespace)
-    allowed = None
-    if classifier is not None:
-        allowed = set(
-            Faq.objects.filter(namespace=namespace, active=True, id__in=classifier.faq_ids).values_list("id", flat=True)
-        ) | set(faq_of_wording.values())
+    allowed = active_faq_ids if classifier is not None else None
     probabilities = classifier.probabilities(vectors) if classifier is not None else None
     thresholds = Thresholds(cosine=threshold_for(space=space, task="faq"))
     return [
@@ -109,6 +104,27 @@ def match_vectors(
         )
         for position, row in enumerate(neighbours)
     ]
+
+
+def live_wordings_and_faqs(*, namespace: str, wording_ids: set[int]) -> tuple[dict[int, int], set[int]]:
+    """({wording id: FAQ id} for those of these wordings whose FAQ is active, {every active FAQ id}).
+
+    One statement on the match path (index faq_namespace_active_idx), where each query's round trip and
+    ORM compilation is a measurable share of a request.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT faq.id, wording.id
+            FROM faq_faq faq
+            LEFT JOIN faq_faqwording wording ON wording.faq_id = faq.id AND wording.id = ANY(%s)
+            WHERE faq.namespace = %s AND faq.active
+            """,
+            [list(wording_ids), namespace],
+        )
+        rows = cursor.fetchall()
+    return ({wording_id: faq_id for faq_id, wording_id in rows if wording_id is not None},
+            {faq_id for faq_id, _ in rows})
 
 
 @dataclass(frozen=True)
@@ -134,6 +150,31 @@ def verdicts_from_vectors(*, vectors: np.ndarray, threshold: float) -> list[Pair
     scores = np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])
     return [PairVerdict(score=float(score), same_meaning=bool(score >= threshold), threshold=threshold)
             for score in scores]
+
+
+@dataclass(frozen=True)
+class ShownAnswer:
+    question: str
+    answer: str
+    language: str  # the answer's language: the customer's where the FAQ has it, else the FAQ's own
+
+
+def answers_in(*, faq_ids: list[int], language: str) -> dict[int, ShownAnswer]:
+    """Each FAQ's question and its answer as Faq.answer_in(language) chooses it, in one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT faq.id, faq.question, coalesce(translation.answer, faq.answer),
+                   coalesce(translation.language, faq.language)
+            FROM faq_faq faq
+            LEFT JOIN faq_faqtranslation translation
+              ON translation.faq_id = faq.id AND translation.language = %s AND faq.language <> %s
+            WHERE faq.id = ANY(%s)
+            """,
+            [language, language, list(faq_ids)],
+        )
+        return {faq_id: ShownAnswer(question=question, answer=answer, language=answer_language)
+                for faq_id, question, answer, answer_language in cursor.fetchall()}
 
 
 def faqs_by_id(faq_ids: list[int]) -> dict[int, Faq]:

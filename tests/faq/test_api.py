@@ -20,6 +20,20 @@ def test_it_matches_a_question_with_scores_and_the_answer_in_the_customers_langu
     assert 0 < best["score"] <= 1
 
 
+def test_it_shows_each_answer_in_the_customers_language_where_the_faq_has_it(api, faq_library):
+    phone = faq_library["phone"]  # a Chinese FAQ with an English translation of its answer
+
+    def best_answer(language: str) -> dict:
+        response = api.post("/api/faq/match", {"question": "怎么换绑手机号?", "language": language}, format="json")
+        return next(c for c in response.json()["candidates"] if c["faq_id"] == phone.id)
+
+    assert (best_answer("en")["answer"], best_answer("en")["answer_language"]) == phone.answer_in("en")
+    assert phone.answer_in("en")[1] == "en" and phone.language == "zh"
+    assert (best_answer("zh")["answer"], best_answer("zh")["answer_language"]) == (phone.answer, "zh")
+    assert (best_answer("fr")["answer"], best_answer("fr")["answer_language"]) == (phone.answer, "zh")
+    assert best_answer("en")["question"] == phone.question
+
+
 def test_it_refuses_to_match_for_anonymous_callers(faq_library):
     assert APIClient().post("/api/faq/match", {"question": "hi"}, format="json").status_code in (401, 403)
 
