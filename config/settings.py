@@ -53,6 +53,14 @@ EMBEDDING_TIMEOUT_SECONDS = env_float("EMBEDDING_TIMEOUT_SECONDS", 30.0, minimum
 EMBEDDING_MAX_RETRIES = env_int("EMBEDDING_MAX_RETRIES", 4, minimum=0)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 256, minimum=1)
 EMBEDDING_MAX_CONCURRENCY = env_int("EMBEDDING_MAX_CONCURRENCY", 4, minimum=1)
+
+# Optional second stage of FAQ matching: a /v1/rerank endpoint (Qwen3-Reranker on SGLang, or any server
+# speaking the same API). Unset: off, the default; see the README for what it was measured to do.
+RERANKER_BASE_URL = env_url("RERANKER_BASE_URL", schemes=("http", "https"))
+RERANKER_MODEL = env_str("RERANKER_MODEL") or "Qwen/Qwen3-Reranker-0.6B"
+RERANKER_API_KEY = env_str("RERANKER_API_KEY") or "not-needed"
+RERANKER_TIMEOUT_SECONDS = env_float("RERANKER_TIMEOUT_SECONDS", 2.0, minimum=0.1)
+RERANKER_CANDIDATES = env_int("RERANKER_CANDIDATES", 5, minimum=2, maximum=50)
 RERANKER_BASE_URL = env_url("RERANKER_BASE_URL", schemes=("http", "https"))
 RERANKER_MODEL = env_str("RERANKER_MODEL") or "Qwen/Qwen3-Reranker-0.6B"
 

@@ -46,6 +46,7 @@ class CandidateSerializer(serializers.Serializer):
     answer_language = serializers.CharField()
     score = serializers.FloatField(allow_null=True, help_text="cosine of the FAQ's best wording")
     confidence = serializers.FloatField()
+    rerank_score = serializers.FloatField(allow_null=True, help_text="the reranker's score; null when it is off")
 
 
 class MatchResponse(serializers.Serializer):
@@ -69,7 +70,7 @@ class MatchView(APIView):
         candidates = [
             {"faq_id": candidate.faq_id, "question": shown[candidate.faq_id].question,
              "answer": shown[candidate.faq_id].answer, "answer_language": shown[candidate.faq_id].language,
-             "score": candidate.score, "confidence": candidate.confidence}
+             "score": candidate.score, "confidence": candidate.confidence, "rerank_score": candidate.rerank_score}
             for candidate in match.candidates if candidate.faq_id in shown
         ]
         return Response({"answered": match.answered, "method": match.method, "candidates": candidates})

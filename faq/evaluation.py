@@ -12,7 +12,9 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 
+from embeddings.reranker import get_reranker
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
@@ -95,15 +97,25 @@ def evaluate_faq(*, library_path: str | Path, queries_path: str | Path, save_thr
         log(f"queries: {len(questions)}; embedding (cached)...")
         vectors = embed_queries_in_chunks(questions, task="faq")
         space = active_space()
+        reranker = get_reranker()
+        candidates = max(3, settings.RERANKER_CANDIDATES) if reranker else 3
         matches = []
         for start in range(0, len(questions), MATCH_BATCH_SIZE):
-            matches += selectors.match_vectors(vectors=vectors[start:start + MATCH_BATCH_SIZE],
-                                               namespace=namespace, top_k=3, space=space)
+            chunk = selectors.match_vectors(vectors=vectors[start:start + MATCH_BATCH_SIZE],
+                                            namespace=namespace, top_k=candidates, space=space)
+            if reranker is not None:
+                # The same second stage as the live path, so its effect is measured before it is switched on.
+                chunk = selectors.rerank_matches(questions=questions[start:start + MATCH_BATCH_SIZE],
+                                                 matches=chunk, top_k=3, reranker=reranker)
+            matches += chunk
         result = faq_metrics(matches=matches, expected=expected, external_of=external_of,
                              confidence_threshold=classifier.confidence_threshold if classifier else None,
                              cosine_threshold=selectors.threshold_for(space=space, task="faq"))
         calibrated = cosine_threshold_for_precision(matches=matches, expected=expected, external_of=external_of)
         result["calibrated_cosine_threshold"] = calibrated
+        result["reranker"] = settings.RERANKER_MODEL if reranker else None
+        if reranker is not None:  # the share the reranker really scored (a failing call keeps the first stage)
+            result["reranked"] = round(sum(match.method.endswith("+rerank") for match in matches) / len(matches), 4)
         if save_threshold and calibrated is not None:
             CalibratedThreshold.objects.update_or_create(
                 space=space, task=CalibratedThreshold.Task.FAQ,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class Candidate:
     faq_id: int
     score: float | None  # cosine of the FAQ's best wording among the nearest neighbours
     confidence: float  # classifier probability, or the cosine where there is no classifier
+    rerank_score: float | None = None  # the reranker's, where that optional stage ran
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,23 @@ def decide(
     ][:top_k]
     return Match(candidates=candidates, answered=_cosine_answers(candidates, scores, thresholds), method="cosine",
                  nearest_faq_id=nearest, nearest_score=nearest_score)
+
+
+def apply_reranking(match: Match, rerank_scores: Sequence[float], *, top_k: int) -> Match:
+    """The candidates in the reranker's order (scores given in the candidates' order), cut to top_k.
+
+    The answer stands only where the reranker agrees with the first stage on the best FAQ: the
+    first stage's threshold was calibrated for its own ranking, and a disagreement is exactly the
+    doubt that suggestions are for. So reranking can reorder suggestions and withhold an answer,
+    never answer what the first stage would not.
+    """
+    if len(rerank_scores) != len(match.candidates):
+        raise ValueError(f"{len(rerank_scores)} rerank scores for {len(match.candidates)} candidates")
+    order = sorted(range(len(match.candidates)), key=lambda position: -rerank_scores[position])
+    candidates = [replace(match.candidates[position], rerank_score=float(rerank_scores[position]))
+                  for position in order][:top_k]
+    agrees = bool(candidates) and match.best is not None and candidates[0].faq_id == match.best.faq_id
+    return replace(match, candidates=candidates, answered=match.answered and agrees, method=f"{match.method}+rerank")
 
 
 def combine(probabilities: np.ndarray, votes: np.ndarray) -> np.ndarray:

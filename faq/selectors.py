@@ -1,22 +1,35 @@
 """Reads: matching questions to FAQs, thresholds, the staff inbox."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 
 from embeddings.client import get_client
 from embeddings.models import EmbeddingSpace
+from embeddings.reranker import RerankerClient, RerankerError, get_reranker
 from embeddings.selectors import nearest_neighbours
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
-from .matching import LinearClassifier, Match, Thresholds, array_from_bytes, best_score_per_faq, decide
+from .matching import (
+    LinearClassifier,
+    Match,
+    Thresholds,
+    apply_reranking,
+    array_from_bytes,
+    best_score_per_faq,
+    decide,
+)
 from .models import LIVE_NAMESPACE, CalibratedThreshold, Faq, FaqClassifier, FaqWording, Inquiry
+
+logger = logging.getLogger(__name__)
 
 LIVE_CORPUS = "faq_wording"
 # Wordings fetched per question before aggregating per FAQ: enough to see several FAQs
@@ -78,7 +91,33 @@ def match_questions(*, questions: list[str], namespace: str = LIVE_NAMESPACE, to
     """
     space = active_space()
     vectors = embed_queries(questions, task="faq", space=space)
-    return match_vectors(vectors=vectors, namespace=namespace, top_k=top_k, space=space)
+    reranker = get_reranker()
+    if reranker is None:
+        return match_vectors(vectors=vectors, namespace=namespace, top_k=top_k, space=space)
+    matches = match_vectors(vectors=vectors, namespace=namespace, space=space,
+                            top_k=max(top_k, settings.RERANKER_CANDIDATES))
+    return rerank_matches(questions=questions, matches=matches, top_k=top_k, reranker=reranker)
+
+
+def rerank_matches(*, questions: list[str], matches: list[Match], top_k: int,
+                   reranker: RerankerClient) -> list[Match]:
+    """The optional second stage: each question's candidates re-scored against their FAQ questions.
+
+    A reranker that fails leaves every match as the first stage ranked it (cut to top_k): it is a
+    refinement, and a customer is never kept waiting on it.
+    """
+    questions_of = dict(Faq.objects.filter(id__in={c.faq_id for m in matches for c in m.candidates})
+                        .values_list("id", "question"))
+    try:
+        return [
+            apply_reranking(match, reranker.scores(query=question, documents=[
+                questions_of.get(candidate.faq_id, "") for candidate in match.candidates
+            ]), top_k=top_k)
+            for question, match in zip(questions, matches, strict=True)
+        ]
+    except RerankerError as error:
+        logger.warning("reranker skipped, first-stage ranking kept: %s", error)
+        return [replace(match, candidates=match.candidates[:top_k]) for match in matches]
 
 
 def match_vectors(

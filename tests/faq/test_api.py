@@ -66,3 +66,35 @@ def test_it_decides_whether_two_texts_mean_the_same(api, db):
 def test_it_describes_its_endpoints_in_the_openapi_schema(api):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert {"/api/faq/match", "/api/faq/inquiries", "/api/faq/pairs"} <= set(schema["paths"])
+
+
+@pytest.fixture
+def reranker(settings):
+    from tests.support.reranker_double import run_reranker_double
+
+    with run_reranker_double() as double:
+        settings.RERANKER_BASE_URL, settings.RERANKER_CANDIDATES = double.base_url, 4
+        yield double
+
+
+def test_it_reranks_the_candidates_when_a_reranker_is_configured(api, faq_library, reranker):
+    response = api.post("/api/faq/match", {"question": "How can I change the mobile number linked to my account?",
+                                           "top_k": 2}, format="json")
+    body = response.json()
+    assert response.status_code == 200 and body["method"].endswith("+rerank")
+    scores = [candidate["rerank_score"] for candidate in body["candidates"]]
+    assert len(scores) == 2 and scores == sorted(scores, reverse=True)
+    # It saw the configured number of first-stage candidates, as their FAQ questions.
+    asked = reranker.requests[-1]
+    assert asked["query"] == "How can I change the mobile number linked to my account?"
+    assert len(asked["documents"]) == 4 and faq_library["phone"].question in asked["documents"]
+
+
+def test_it_keeps_the_first_stage_ranking_when_the_reranker_fails(api, faq_library, reranker):
+    reranker.failure = "503"
+    response = api.post("/api/faq/match", {"question": "How can I change the mobile number linked to my account?"},
+                        format="json")
+    body = response.json()
+    assert response.status_code == 200 and not body["method"].endswith("+rerank")
+    assert body["candidates"][0]["faq_id"] == faq_library["phone"].id
+    assert len(body["candidates"]) == 3 and all(c["rerank_score"] is None for c in body["candidates"])

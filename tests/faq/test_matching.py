@@ -115,3 +115,27 @@ def test_it_serves_the_standardised_model_as_one_product_on_raw_vectors():
     reference = make_pipeline(StandardScaler(), LogisticRegression(C=CLASSIFIER_C, max_iter=500)).fit(vectors, labels)
     queries = generator.normal(size=(10, 8)) * np.array([5.0, 0.01, 1, 1, 1, 1, 1, 0.1])
     assert np.allclose(classifier.probabilities(queries), reference.predict_proba(queries), atol=1e-4)
+
+
+def _match(answered: bool) -> "Match":
+    from faq.matching import Candidate, Match
+
+    return Match(candidates=[Candidate(faq_id=1, score=0.93, confidence=0.9), Candidate(faq_id=2, score=0.91, confidence=0.05),
+                             Candidate(faq_id=3, score=0.90, confidence=0.03)], answered=answered, method="classifier")
+
+
+def test_it_reorders_candidates_by_the_reranker_and_withholds_an_answer_it_disputes():
+    from faq.matching import apply_reranking
+
+    reranked = apply_reranking(_match(answered=True), [0.2, 0.9, 0.1], top_k=2)
+    assert [c.faq_id for c in reranked.candidates] == [2, 1]
+    assert [c.rerank_score for c in reranked.candidates] == [0.9, 0.2]
+    assert reranked.candidates[0].confidence == 0.05  # the first stage's figures stay beside the reranker's
+    assert reranked.answered is False and reranked.method == "classifier+rerank"
+
+
+def test_it_keeps_the_answer_when_the_reranker_agrees_and_never_answers_what_the_first_stage_would_not():
+    from faq.matching import apply_reranking
+
+    assert apply_reranking(_match(answered=True), [0.8, 0.3, 0.1], top_k=3).answered is True
+    assert apply_reranking(_match(answered=False), [0.8, 0.3, 0.1], top_k=3).answered is False
