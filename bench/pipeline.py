@@ -197,7 +197,9 @@ def knn_floor(count: int, *, concurrency: int) -> float:
     from embeddings.store import active_space
     from verifier.models import KNOWLEDGE_CORPUS
     from verifier.pipeline import CLAIM_CHUNK_ITEMS
-    from verifier.recommendation import DEFAULT_K, HNSW_EF_SEARCH
+    from django.conf import settings
+
+    from verifier.recommendation import DEFAULT_K
 
     space = active_space()
     texts = [f"{reference_text(number)} floor" for number in range(1, count + 1)]
@@ -206,7 +208,7 @@ def knn_floor(count: int, *, concurrency: int) -> float:
     def search(start: int) -> None:
         try:
             nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPUS, vectors=vectors[start:start + CLAIM_CHUNK_ITEMS],
-                               k=DEFAULT_K, ef_search=HNSW_EF_SEARCH)
+                               k=DEFAULT_K, ef_search=settings.HS_SEARCH_EF)
         finally:
             connection.close()  # each thread has its own connection
 
@@ -307,10 +309,13 @@ def main(argv: list[str]) -> None:
         floor = knn_floor(arguments.items, concurrency=arguments.concurrency)
         tiers = dict(Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id"))
                      .values_list("tier", "n"))
+    from django.conf import settings
+
     items_per_s = verdicts / watch.seconds
     emit({
         "items_per_s": round(items_per_s),
         "references": arguments.references,
+        "hs_search_ef": settings.HS_SEARCH_EF,
         "items": verdicts,
         "seconds": round(watch.seconds, 2),
         "import_seconds": round(import_watch.seconds, 2),

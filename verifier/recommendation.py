@@ -23,6 +23,7 @@ import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+from django.conf import settings
 
 from embeddings.selectors import nearest_neighbours
 from embeddings.services import embed_queries
@@ -43,9 +44,6 @@ DEFAULT_POOLING = "max"
 # recommendation stops (a majority: a tie is not a recommendation).
 CONFIDENT_SHARE = {6: 0.5, 4: 0.5, 2: 0.0}
 ALTERNATIVES_KEPT = 5
-# HNSW candidate list per query: at pgvector's usual 100 the approximate search missed enough true
-# neighbours to cost about two points of top-1 on the hsbench dev files (against exact search in numpy).
-HNSW_EF_SEARCH = 400
 # Evidence of this source is a prototype (verifier.prototypes), not a knowledge-base line.
 PROTOTYPE_SOURCE = "prototype"
 # A code's vote at a prototype level: lines^(1 - weight) * exp((prototype cosine - best) / temperature)^weight.
@@ -123,7 +121,8 @@ def find_evidence(descriptions: list[str], *, k: int = DEFAULT_K) -> list[list[E
     space = active_space()
     vectors = embed_queries(list(descriptions), task="hs_code", space=space)
     neighbour_lists = nearest_neighbours(
-        space=space, corpus=KNOWLEDGE_CORPUS, vectors=vectors, k=k, ef_search=HNSW_EF_SEARCH,
+        # The HNSW candidate list (settings.HS_SEARCH_EF): the search is most of the pipeline's time.
+        space=space, corpus=KNOWLEDGE_CORPUS, vectors=vectors, k=k, ef_search=settings.HS_SEARCH_EF,
     )
     entry_ids = {neighbour.object_id for neighbours in neighbour_lists for neighbour in neighbours}
     entries = {
