@@ -11,8 +11,30 @@ def staff_user(django_user_model):
     )
 
 
+# Tasks that tests queue in-process go to a Redis database of their own: on the developer's broker
+# database a `make run` worker would take them and act on ids from the test database.
+TEST_BROKER_DATABASE = 12
+
+
+def test_broker_url() -> str:
+    from django.conf import settings
+
+    return settings.CELERY_BROKER_URL.rsplit("/", 1)[0] + f"/{TEST_BROKER_DATABASE}"
+
+
+def pytest_configure(config):
+    from config.celery import app
+
+    app.conf.broker_url = test_broker_url()
+
+
 def pytest_unconfigure(config):
-    """Stop the embedded services this test run started (a developer's running ones are left alone)."""
+    """Drop the tasks this run queued; stop the embedded services it started (a developer's are left alone)."""
+    from config.celery import app
     from devservices.lifecycle import stop_services_started_here
 
+    try:
+        app.control.purge()
+    except Exception:  # noqa: BLE001 - a broker already gone leaves nothing to purge
+        pass
     stop_services_started_here()

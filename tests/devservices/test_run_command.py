@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.support.services import free_port
 
@@ -47,7 +48,17 @@ def descendants_and_servers(process_id: int, var_dir: Path, ports: list[int]) ->
     return found
 
 
-def test_it_runs_the_whole_service_and_stops_cleanly(tmp_path):
+@pytest.fixture
+def run_broker_url():
+    """A Redis database of its own for the run, emptied afterwards of what its beat queued and nobody took."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/13"
+    yield url
+    redis.Redis.from_url(url).delete("celery")
+
+
+def test_it_runs_the_whole_service_and_stops_cleanly(tmp_path, run_broker_url):
     var_dir = tmp_path / "var"
     web_port, postgres_port, embedding_port = free_port(), free_port(), free_port()
     environment = {
@@ -56,8 +67,7 @@ def test_it_runs_the_whole_service_and_stops_cleanly(tmp_path):
         "WEB_PORT": str(web_port),
         "EMBEDDED_POSTGRES_PORT": str(postgres_port),
         "EMBEDDED_EMBEDDING_PORT": str(embedding_port),
-        # A Redis database of its own, so no other worker on this machine takes its tasks.
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+        "CELERY_BROKER_URL": run_broker_url,
         "CACHE_URL": "redis://127.0.0.1:6379/14",
     }
     environment.pop("DATABASE_URL", None)
