@@ -190,6 +190,7 @@ def knn_floor(count: int, *, concurrency: int) -> float:
     embedding, vote or writes)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from django.conf import settings
     from django.db import connection
 
     from embeddings.double import VectorTable
@@ -197,8 +198,6 @@ def knn_floor(count: int, *, concurrency: int) -> float:
     from embeddings.store import active_space
     from verifier.models import KNOWLEDGE_CORPUS
     from verifier.pipeline import CLAIM_CHUNK_ITEMS
-    from django.conf import settings
-
     from verifier.recommendation import DEFAULT_K
 
     space = active_space()
@@ -268,6 +267,7 @@ def main(argv: list[str]) -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
     from django.db.models import Count
 
@@ -309,8 +309,6 @@ def main(argv: list[str]) -> None:
         floor = knn_floor(arguments.items, concurrency=arguments.concurrency)
         tiers = dict(Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id"))
                      .values_list("tier", "n"))
-    from django.conf import settings
-
     items_per_s = verdicts / watch.seconds
     emit({
         "items_per_s": round(items_per_s),

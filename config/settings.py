@@ -61,8 +61,6 @@ RERANKER_MODEL = env_str("RERANKER_MODEL") or "Qwen/Qwen3-Reranker-0.6B"
 RERANKER_API_KEY = env_str("RERANKER_API_KEY") or "not-needed"
 RERANKER_TIMEOUT_SECONDS = env_float("RERANKER_TIMEOUT_SECONDS", 2.0, minimum=0.1)
 RERANKER_CANDIDATES = env_int("RERANKER_CANDIDATES", 5, minimum=2, maximum=50)
-RERANKER_BASE_URL = env_url("RERANKER_BASE_URL", schemes=("http", "https"))
-RERANKER_MODEL = env_str("RERANKER_MODEL") or "Qwen/Qwen3-Reranker-0.6B"
 
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -87,6 +87,8 @@ def get_reranker() -> RerankerClient | None:
     with _reranker_lock:
         if _reranker is None or (_reranker.base_url, _reranker.model) != (settings.RERANKER_BASE_URL,
                                                                          settings.RERANKER_MODEL):
+            if _reranker is not None:
+                _reranker.close()  # its connections; the settings changed under it (tests, a reload)
             _reranker = RerankerClient(base_url=settings.RERANKER_BASE_URL, model=settings.RERANKER_MODEL,
                                        api_key=settings.RERANKER_API_KEY, timeout=settings.RERANKER_TIMEOUT_SECONDS)
         return _reranker

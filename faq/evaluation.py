@@ -98,16 +98,13 @@ def evaluate_faq(*, library_path: str | Path, queries_path: str | Path, save_thr
         vectors = embed_queries_in_chunks(questions, task="faq")
         space = active_space()
         reranker = get_reranker()
-        candidates = max(3, settings.RERANKER_CANDIDATES) if reranker else 3
         matches = []
         for start in range(0, len(questions), MATCH_BATCH_SIZE):
-            chunk = selectors.match_vectors(vectors=vectors[start:start + MATCH_BATCH_SIZE],
-                                            namespace=namespace, top_k=candidates, space=space)
-            if reranker is not None:
-                # The same second stage as the live path, so its effect is measured before it is switched on.
-                chunk = selectors.rerank_matches(questions=questions[start:start + MATCH_BATCH_SIZE],
-                                                 matches=chunk, top_k=3, reranker=reranker)
-            matches += chunk
+            # The live path's stages, reranker included when configured, so it is measured before it is switched on.
+            matches += selectors.match_in_stages(
+                questions=questions[start:start + MATCH_BATCH_SIZE], vectors=vectors[start:start + MATCH_BATCH_SIZE],
+                namespace=namespace, top_k=3, space=space,
+            )
         result = faq_metrics(matches=matches, expected=expected, external_of=external_of,
                              confidence_threshold=classifier.confidence_threshold if classifier else None,
                              cosine_threshold=selectors.threshold_for(space=space, task="faq"))

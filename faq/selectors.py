@@ -91,6 +91,12 @@ def match_questions(*, questions: list[str], namespace: str = LIVE_NAMESPACE, to
     """
     space = active_space()
     vectors = embed_queries(questions, task="faq", space=space)
+    return match_in_stages(questions=questions, vectors=vectors, namespace=namespace, top_k=top_k, space=space)
+
+
+def match_in_stages(*, questions: list[str], vectors: np.ndarray, namespace: str, top_k: int,
+                    space: EmbeddingSpace) -> list[Match]:
+    """The first stage (match_vectors), then the reranker over its best RERANKER_CANDIDATES where one is set."""
     reranker = get_reranker()
     if reranker is None:
         return match_vectors(vectors=vectors, namespace=namespace, top_k=top_k, space=space)

@@ -80,3 +80,21 @@ def test_it_rejects_a_pair_label_that_is_not_0_or_1(db, tmp_path):
     path = write_csv(tmp_path / "pairs.csv", ["sentence1", "sentence2", "label"], [["a", "b", "yes"]])
     with pytest.raises(CommandError, match="row 2: label must be 0 or 1"):
         call_command("evaluate_pairs", path)
+
+
+def test_it_measures_the_reranker_stage_when_one_is_configured(db, settings, tmp_path, capsys):
+    from tests.support.reranker_double import run_reranker_double
+
+    library = write_csv(tmp_path / "library.csv", ["faq_id", "question"], [
+        ["phone", "如何修改绑定的手机号码"], ["shipping", "订单超过48小时未发货怎么办"], ["hours", "What are your opening hours?"],
+    ])
+    queries = write_csv(tmp_path / "queries.csv", ["question", "faq_id"], [
+        ["怎么换绑手机号?", "phone"], ["What are your opening hours on Sunday?", "hours"],
+    ])
+    with run_reranker_double() as reranker:
+        settings.RERANKER_BASE_URL = reranker.base_url
+        call_command("evaluate_faq", "--library", library, "--queries", queries, "--json")
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["reranker"] == settings.RERANKER_MODEL and result["reranked"] == 1.0
+    assert [request["query"] for request in reranker.requests] == ["怎么换绑手机号?", "What are your opening hours on Sunday?"]
+    assert all(len(request["documents"]) == 3 for request in reranker.requests)  # every FAQ of this small library
