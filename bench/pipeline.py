@@ -196,7 +196,7 @@ def knn_floor(count: int, *, concurrency: int) -> float:
     from embeddings.double import VectorTable
     from embeddings.selectors import nearest_neighbours
     from embeddings.store import active_space
-    from verifier.models import KNOWLEDGE_CORPUS
+    from verifier.models import KNOWLEDGE_CORPORA
     from verifier.pipeline import CLAIM_CHUNK_ITEMS
     from verifier.recommendation import DEFAULT_K
 
@@ -206,7 +206,7 @@ def knn_floor(count: int, *, concurrency: int) -> float:
 
     def search(start: int) -> None:
         try:
-            nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPUS, vectors=vectors[start:start + CLAIM_CHUNK_ITEMS],
+            nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors[start:start + CLAIM_CHUNK_ITEMS],
                                k=DEFAULT_K, ef_search=settings.HS_SEARCH_EF)
         finally:
             connection.close()  # each thread has its own connection

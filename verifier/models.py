@@ -1,10 +1,26 @@
 """Declaration verification: the HS nomenclature, the knowledge base of evidence, declarations and verdicts."""
 from __future__ import annotations
 
+import re
+
 from django.db import models
 
-# Corpus name of KnowledgeEntry vectors in the embeddings store.
+# Corpus names of KnowledgeEntry vectors in the embeddings store: evidence is split by script, each
+# part with its own HNSW index, and a search walks both. In one graph the Chinese and the English
+# evidence form islands with few links between them: measured on the hsbench dev files (17k entries,
+# ef_search 100), depending on the build, 1-12% of the English descriptions came back with 30 Chinese
+# lines and none of their true (English) neighbours; searched part by part, none did.
 KNOWLEDGE_CORPUS = "hs_knowledge"
+KNOWLEDGE_CORPUS_CJK = "hs_knowledge_cjk"
+KNOWLEDGE_CORPORA = (KNOWLEDGE_CORPUS, KNOWLEDGE_CORPUS_CJK)
+# A text with any CJK ideograph goes to the CJK part (the same rule in Python and in SQL regexes).
+CJK_CHARACTER_CLASS = "[\u3400-\u9fff\uf900-\ufaff]"
+_CJK = re.compile(CJK_CHARACTER_CLASS)
+
+
+def knowledge_corpus(text: str) -> str:
+    """The corpus (and so the HNSW index) a knowledge entry's vector belongs to, by its text's script."""
+    return KNOWLEDGE_CORPUS_CJK if _CJK.search(text) else KNOWLEDGE_CORPUS
 
 
 class HsCode(models.Model):
@@ -31,7 +47,7 @@ class HsCode(models.Model):
 class KnowledgeEntry(models.Model):
     """A piece of evidence for an HS code: a nomenclature line or an approved (reference) declaration.
 
-    Its `text` is what is embedded (corpus KNOWLEDGE_CORPUS); neighbours found for a
+    Its `text` is what is embedded (corpus `knowledge_corpus(text)`); neighbours found for a
     declaration item are KnowledgeEntry rows, and their codes are voted on.
     """
 

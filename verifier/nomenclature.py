@@ -19,10 +19,10 @@ from pathlib import Path
 
 from django.db import connection, transaction
 
-from embeddings.services import index_documents
-from embeddings.store import active_space, delete_vectors, text_hash
+from embeddings.store import active_space, text_hash
 
-from .models import KNOWLEDGE_CORPUS, HsCode, KnowledgeEntry
+from .knowledge import delete_knowledge_vectors, index_knowledge_texts
+from .models import KNOWLEDGE_CORPORA, HsCode, KnowledgeEntry
 from .normalization import normalize_description
 
 VALID_LEVELS = (2, 4, 6, 8, 10)
@@ -309,7 +309,7 @@ def _upsert_entries(
     KnowledgeEntry.objects.bulk_update(to_update, ["text", "display_text"], batch_size=2000)
     if stale_notes:
         KnowledgeEntry.objects.filter(id__in=stale_notes).delete()
-        delete_vectors(corpus=KNOWLEDGE_CORPUS, object_ids=stale_notes)
+        delete_knowledge_vectors(entry_ids=stale_notes)
     report.entries_created += len(to_create)
     report.entries_updated += len(to_update)
     report.entries_removed += len(stale_notes)
@@ -327,9 +327,9 @@ def index_missing_vectors(*, entry_ids: list[int]) -> int:
     space = active_space()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT object_id, text_hash FROM embeddings_vector WHERE space_id = %s AND corpus = %s "
+            "SELECT object_id, text_hash FROM embeddings_vector WHERE space_id = %s AND corpus = ANY(%s) "
             "AND object_id = ANY(%s)",
-            [space.id, KNOWLEDGE_CORPUS, entry_ids],
+            [space.id, list(KNOWLEDGE_CORPORA), entry_ids],
         )
         stored = {object_id: bytes(digest) for object_id, digest in cursor.fetchall()}
     texts = dict(KnowledgeEntry.objects.filter(id__in=entry_ids).values_list("id", "text"))
@@ -337,5 +337,5 @@ def index_missing_vectors(*, entry_ids: list[int]) -> int:
     for start in range(0, len(missing), INDEX_BATCH_SIZE):
         batch = missing[start:start + INDEX_BATCH_SIZE]
         # Each batch commits on its own: an interrupted load resumes where it stopped.
-        index_documents(corpus=KNOWLEDGE_CORPUS, object_ids=batch, texts=[texts[entry_id] for entry_id in batch])
+        index_knowledge_texts(entry_ids=batch, texts=[texts[entry_id] for entry_id in batch])
     return len(missing)

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from embeddings.models import EmbeddingSpace
 from embeddings.store import halfvec_from_binary
 
-from .models import KNOWLEDGE_CORPUS, HsPrototypeModel
+from .models import KNOWLEDGE_CORPORA, HsPrototypeModel
 
 PROTOTYPE_LEVELS = (2, 4)
 # How many best prototypes per level a description keeps as evidence; a code outside them counts
@@ -50,9 +50,9 @@ def knowledge_fingerprint(*, space: EmbeddingSpace) -> tuple[str, int]:
                    coalesce(sum(('x' || substr(encode(vector.text_hash, 'hex'), 1, 15))::bit(60)::bigint::numeric), 0)
             FROM embeddings_vector vector
             JOIN verifier_knowledgeentry entry ON entry.id = vector.object_id
-            WHERE vector.space_id = %s AND vector.corpus = %s
+            WHERE vector.space_id = %s AND vector.corpus = ANY(%s)
             """,
-            [space.id, KNOWLEDGE_CORPUS],
+            [space.id, list(KNOWLEDGE_CORPORA)],
         )
         count, id_sum, hash_sum = cursor.fetchone()
     return f"{count}:{id_sum}:{hash_sum}", int(count)
@@ -67,8 +67,8 @@ def _knowledge_vectors(*, space: EmbeddingSpace) -> tuple[list[str], np.ndarray]
         cursor.execute(
             "SELECT entry.hs_code, vector.embedding FROM embeddings_vector vector "
             "JOIN verifier_knowledgeentry entry ON entry.id = vector.object_id "
-            "WHERE vector.space_id = %s AND vector.corpus = %s",
-            [space.id, KNOWLEDGE_CORPUS], prepare=False, binary=True,
+            "WHERE vector.space_id = %s AND vector.corpus = ANY(%s)",
+            [space.id, list(KNOWLEDGE_CORPORA)], prepare=False, binary=True,
         )
         for code, embedding in cursor.fetchall():
             codes.append(code)

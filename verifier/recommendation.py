@@ -29,7 +29,7 @@ from embeddings.selectors import nearest_neighbours
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
-from .models import KNOWLEDGE_CORPUS, KnowledgeEntry
+from .models import KNOWLEDGE_CORPORA, KnowledgeEntry
 from .prototypes import prototype_similarities
 
 LEVELS = (2, 4, 6)
@@ -122,7 +122,7 @@ def find_evidence(descriptions: list[str], *, k: int = DEFAULT_K) -> list[list[E
     vectors = embed_queries(list(descriptions), task="hs_code", space=space)
     neighbour_lists = nearest_neighbours(
         # The HNSW candidate list (settings.HS_SEARCH_EF): the search is most of the pipeline's time.
-        space=space, corpus=KNOWLEDGE_CORPUS, vectors=vectors, k=k, ef_search=settings.HS_SEARCH_EF,
+        space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors, k=k, ef_search=settings.HS_SEARCH_EF,
     )
     entry_ids = {neighbour.object_id for neighbours in neighbour_lists for neighbour in neighbours}
     entries = {

@@ -5,15 +5,26 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 
-from .models import DeclarationBatch, DeclarationItem, HsCode, ImportRowError, KnowledgeEntry, Verdict
+from .models import (
+    CJK_CHARACTER_CLASS,
+    DeclarationBatch,
+    DeclarationItem,
+    HsCode,
+    ImportRowError,
+    KnowledgeEntry,
+    Verdict,
+)
 
 # Buckets of the confidence histogram on the batch page.
 CONFIDENCE_BUCKETS = 10
 
 
-def knowledge_texts_after(after_id: int, limit: int) -> list[tuple[int, str]]:
-    """The knowledge corpus for the re-indexer: (id, text) of entries after `after_id`, in id order."""
-    return list(KnowledgeEntry.objects.filter(id__gt=after_id).order_by("id").values_list("id", "text")[:limit])
+def knowledge_texts_after(after_id: int, limit: int, *, cjk: bool) -> list[tuple[int, str]]:
+    """A knowledge corpus for the re-indexer: (id, text) of entries after `after_id` in id order, those
+    with CJK text or the others (models.knowledge_corpus, the same rule in SQL)."""
+    entries = KnowledgeEntry.objects.filter(id__gt=after_id)
+    entries = entries.filter(text__regex=CJK_CHARACTER_CLASS) if cjk else entries.exclude(text__regex=CJK_CHARACTER_CLASS)
+    return list(entries.order_by("id").values_list("id", "text")[:limit])
 
 
 @dataclass(frozen=True)

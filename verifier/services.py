@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from .importing import ItemRow, RowProblem, UnreadableFile, read_declaration_rows, records_from_objects
 from .models import (
-    KNOWLEDGE_CORPUS,
     DeclarationBatch,
     DeclarationItem,
     GlossaryTerm,
@@ -205,14 +204,14 @@ def queue_knowledge_indexing(*, entry_ids: Sequence[int]) -> None:
 
 def index_knowledge_entries(*, entry_ids: Sequence[int]) -> int:
     """Embed these knowledge entries as documents into the active space (idempotent: vectors are upserted)."""
-    from embeddings.services import index_documents
+    from .knowledge import index_knowledge_texts
 
     done = 0
     for start in range(0, len(entry_ids), INDEX_CHUNK_ENTRIES):
         rows = list(KnowledgeEntry.objects.filter(id__in=entry_ids[start:start + INDEX_CHUNK_ENTRIES])
                     .order_by("id").values_list("id", "text"))
         if rows:
-            index_documents(corpus=KNOWLEDGE_CORPUS, object_ids=[r[0] for r in rows], texts=[r[1] for r in rows])
+            index_knowledge_texts(entry_ids=[r[0] for r in rows], texts=[r[1] for r in rows])
             done += len(rows)
     return done
 
@@ -296,13 +295,13 @@ def _make_reference(*, item: DeclarationItem, code: str) -> None:
 
 
 def _withdraw_reference(*, item: DeclarationItem) -> None:
-    from embeddings.store import delete_vectors
+    from .knowledge import delete_knowledge_vectors
 
     entry_ids = list(KnowledgeEntry.objects.filter(
         source=KnowledgeEntry.Source.REFERENCE, identity_key=item.identity_key
     ).values_list("id", flat=True))
     if entry_ids:
-        delete_vectors(corpus=KNOWLEDGE_CORPUS, object_ids=entry_ids)
+        delete_knowledge_vectors(entry_ids=entry_ids)
         KnowledgeEntry.objects.filter(id__in=entry_ids).delete()
 
 

@@ -9,7 +9,7 @@ from embeddings.cache_statistics import cache_statistics
 from embeddings.errors import EmbeddingError, InvalidEmbeddingResponse
 from embeddings.models import CachedEmbedding, Vector
 from embeddings.selectors import nearest_neighbours
-from embeddings.store import active_space, store_vectors, text_hash
+from embeddings.store import active_space, ensure_index, store_vectors, text_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +69,26 @@ def test_it_stores_vectors_in_binary_and_finds_them_again(gateway_on_double):
     assert [hit[0].object_id for hit in hits] == [7, 31]
     assert hits[0][0].score > 0.999 and hits[0][1].score < 0.2
 
+
+
+def test_it_searches_several_corpora_in_their_own_indexes_and_keeps_the_k_best_of_all(gateway_on_double):
+    space = active_space()
+    texts = [f"item {number}" for number in range(6)]
+    vectors = gateway_on_double.vectors_for(texts)
+    for corpus, ids in (("test_part_a", [1, 2, 3]), ("test_part_b", [4, 5, 6])):
+        store_vectors(space=space, corpus=corpus, object_ids=ids, texts=[texts[i - 1] for i in ids],
+                      vectors=vectors[[i - 1 for i in ids]])
+        ensure_index(space, corpus)
+    # A query halfway between item 1 (corpus a) and item 5 (corpus b): both must come first, best first.
+    query = vectors[0] + 0.9 * vectors[4]
+    query /= np.linalg.norm(query)
+
+    both = nearest_neighbours(space=space, corpus=["test_part_a", "test_part_b"], vectors=query[None, :], k=2)[0]
+    only_a = nearest_neighbours(space=space, corpus="test_part_a", vectors=query[None, :], k=2)[0]
+
+    assert [hit.object_id for hit in both] == [1, 5]
+    assert both[0].score > both[1].score > 0.5
+    assert only_a[0].object_id == 1 and only_a[1].object_id in {2, 3}
 
 def test_it_replaces_a_vector_and_keeps_the_last_of_a_repeated_id(gateway_on_double):
     space = active_space()

@@ -6,7 +6,7 @@ from django.core.management.base import CommandError
 
 from embeddings.models import Vector
 from embeddings.store import active_space
-from verifier.models import KNOWLEDGE_CORPUS, DeclarationItem, KnowledgeEntry, Review, RoutingThreshold, Verdict
+from verifier.models import KNOWLEDGE_CORPUS, KNOWLEDGE_CORPUS_CJK, DeclarationItem, KnowledgeEntry, Review, RoutingThreshold, Verdict
 
 from .factories import make_item, make_verdict
 
@@ -34,7 +34,9 @@ def test_import_declarations_with_reference_grows_the_knowledge_base_once(tmp_pa
 
     entry = KnowledgeEntry.objects.get(source=KnowledgeEntry.Source.REFERENCE)
     assert (entry.hs_code, entry.chapter, entry.display_text) == ("85176200", "85", "无线蓝牙耳机")
-    assert Vector.objects.filter(corpus=KNOWLEDGE_CORPUS, object_id=entry.pk).count() == 1
+    # Chinese text: its vector is in the CJK part of the knowledge base (verifier.models.knowledge_corpus).
+    assert Vector.objects.filter(corpus=KNOWLEDGE_CORPUS_CJK, object_id=entry.pk).count() == 1
+    assert not Vector.objects.filter(corpus=KNOWLEDGE_CORPUS, object_id=entry.pk).exists()
     assert not DeclarationItem.objects.exists()
 
 

@@ -55,7 +55,7 @@ def vector_missing_filter():
 
     from embeddings.models import Vector
     from embeddings.store import active_space
-    from verifier.models import KNOWLEDGE_CORPUS
+    from verifier.models import KNOWLEDGE_CORPORA
 
     space = active_space()
-    return ~Exists(Vector.objects.filter(space=space, corpus=KNOWLEDGE_CORPUS, object_id=OuterRef("pk")))
+    return ~Exists(Vector.objects.filter(space=space, corpus__in=KNOWLEDGE_CORPORA, object_id=OuterRef("pk")))
