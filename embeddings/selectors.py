@@ -51,6 +51,9 @@ def nearest_neighbours(
              LIMIT %s)"""
         for _ in corpora
     )
+    nearest = branches if len(corpora) == 1 else (
+        f"(SELECT found.object_id, found.distance FROM ({branches}) AS found ORDER BY found.distance LIMIT %s)"
+    )
     with connection.cursor() as cursor:
         cursor.execute("SET hnsw.ef_search = %s" % max(int(ef_search), k))
         cursor.execute(
@@ -60,14 +63,11 @@ def nearest_neighbours(
                 FROM unnest(%s::text[]) WITH ORDINALITY AS incoming(embedding, position)
             )
             SELECT queries.position, hit.object_id, 1 - hit.distance
-            FROM queries CROSS JOIN LATERAL (
-                SELECT found.object_id, found.distance FROM ({branches}) AS found
-                ORDER BY found.distance LIMIT %s
-            ) AS hit
+            FROM queries CROSS JOIN LATERAL {nearest} AS hit
             ORDER BY queries.position, hit.distance
             """,
-            [[vector_literal(v) for v in vectors],
-             *[value for name in corpora for value in (space.id, name, k)], k],
+            [[vector_literal(v) for v in vectors], *[value for name in corpora for value in (space.id, name, k)],
+             *([k] if len(corpora) > 1 else [])],
         )
         rows = cursor.fetchall()
     results: list[list[Neighbour]] = [[] for _ in range(len(vectors))]
