@@ -42,6 +42,9 @@ GENERIC_PREFIXES = ("other", "其他", "其它")
 _NOTE_STRUCTURE = re.compile(r"^(\d{2}\s*)?[—\-–]|^\d{2}\s*$|^[○\s]+$|^关\s*闭$|^\d{2}\.\d{2}")
 _NOTE_NEW_TOPIC = re.compile(r"^([一二三四五六七八九十]+、|本品目包括|本品目还包括|本品目也包括)")
 _NOTE_ELSEWHERE = ("不包括", "不归入", "归入品目", "归入第")
+# A lead-in that names nothing once these words are gone ("本品目主要包括：", under 32 headings) is
+# evidence for no heading in particular: it only fills reviewers' neighbour lists with noise.
+_NOTE_BOILERPLATE = re.compile(r"本品目|本章|主要|还|也|通常|仅|包括|归入|的|有|即|如下|下列|各种|货品|物品|[：:，,。、\s]")
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,7 @@ def note_passages(note: str, *, max_passages: int = 3) -> Iterator[str]:
         if excluded and not _NOTE_NEW_TOPIC.match(line):
             continue
         excluded = False
-        if len(line) < 8:
+        if len(line) < 8 or not _NOTE_BOILERPLATE.sub("", line):
             continue
         yield line[:MAX_NOTE_PASSAGE_CHARACTERS]
         count += 1

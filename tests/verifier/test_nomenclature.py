@@ -115,3 +115,9 @@ def test_it_refuses_a_file_of_an_unknown_shape_with_its_columns(tmp_path):
 def test_it_keeps_descriptive_passages_of_a_note_and_drops_lists_and_exclusions():
     passages = list(note_passages(CN_HEADING.split('"')[1]))
     assert passages == ["本品目包括马（母马、未阉雄马、已阉雄马、马驹、矮种马）、驴、马骡及驴骡。"]
+
+
+def test_it_drops_a_lead_in_that_names_nothing_but_keeps_one_that_names_goods():
+    note = "29.15 饱和无环一元羧酸\n本品目主要包括：\n本品目包括下列酯：\n（一）甲酸及其盐和酯，例如甲酸钠。"
+
+    assert list(note_passages(note)) == ["本品目包括下列酯：", "（一）甲酸及其盐和酯，例如甲酸钠。"]
