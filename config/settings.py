@@ -191,9 +191,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Work left in 'processing' longer than this is re-queued by the sweeper.
 STUCK_WORK_TIMEOUT_SECONDS = env_int("STUCK_WORK_TIMEOUT_SECONDS", 600, minimum=10)
-# HS recommendation: HNSW candidate list per description, the pipeline's main cost. hsbench dev (zh+en, CPU
-# model) against 400: 200 lost 0.1 point of top-1 at 2 digits and 0.15 at 4, and nearly doubled the pipeline
-# (102 -> 190 items/s at 100,000 references); 100 lost 0.7 and 0.7 (295 items/s).
+# HS recommendation: HNSW candidate list per description and per script index, the pipeline's main cost.
+# hsbench dev (zh+en, CPU model, one index per script): 200 gave top-1 0.762 / 0.597 at 2 / 4 digits, within
+# 0.3 points of exact search; 100 gave 0.754 / 0.590. Pipeline at 100,000 references: 102 items/s at 400,
+# 190-195 at 200, 295 at 100.
 HS_SEARCH_EF = env_int("HS_SEARCH_EF", 200, minimum=40, maximum=1000)
 # FAQ: questions one client may send through the public form per minute (faq.views; the API uses 'public_form').
 FAQ_INQUIRIES_PER_MINUTE = env_int("FAQ_INQUIRIES_PER_MINUTE", 10, minimum=1)

@@ -1,9 +1,9 @@
 """Declaration verification: the HS nomenclature, the knowledge base of evidence, declarations and verdicts."""
 from __future__ import annotations
 
-import re
-
 from django.db import models
+
+from .normalization import contains_cjk
 
 # Corpus names of KnowledgeEntry vectors in the embeddings store: evidence is split by script, each
 # part with its own HNSW index, and a search walks both. In one graph the Chinese and the English
@@ -13,14 +13,12 @@ from django.db import models
 KNOWLEDGE_CORPUS = "hs_knowledge"
 KNOWLEDGE_CORPUS_CJK = "hs_knowledge_cjk"
 KNOWLEDGE_CORPORA = (KNOWLEDGE_CORPUS, KNOWLEDGE_CORPUS_CJK)
-# A text with any CJK ideograph goes to the CJK part (the same rule in Python and in SQL regexes).
-CJK_CHARACTER_CLASS = "[\u3400-\u9fff\uf900-\ufaff]"
-_CJK = re.compile(CJK_CHARACTER_CLASS)
+# A text with any CJK ideograph goes to the CJK part (normalization.contains_cjk; the same class in SQL).
 
 
 def knowledge_corpus(text: str) -> str:
     """The corpus (and so the HNSW index) a knowledge entry's vector belongs to, by its text's script."""
-    return KNOWLEDGE_CORPUS_CJK if _CJK.search(text) else KNOWLEDGE_CORPUS
+    return KNOWLEDGE_CORPUS_CJK if contains_cjk(text) else KNOWLEDGE_CORPUS
 
 
 class HsCode(models.Model):

@@ -23,7 +23,7 @@ from embeddings.store import active_space, text_hash
 
 from .knowledge import delete_knowledge_vectors, index_knowledge_texts
 from .models import KNOWLEDGE_CORPORA, HsCode, KnowledgeEntry
-from .normalization import normalize_description
+from .normalization import contains_cjk, normalize_description
 
 VALID_LEVELS = (2, 4, 6, 8, 10)
 # The vote recommends at most 6 digits; national 8/10-digit lines are kept as codes (a declared
@@ -228,7 +228,7 @@ def note_passages(note: str, *, max_passages: int = 3) -> Iterator[str]:
 
 
 def _guess_language(texts: list[str]) -> str:
-    cjk = sum(1 for text in texts if re.search(r"[\u3400-\u9fff]", text))
+    cjk = sum(1 for text in texts if contains_cjk(text))
     return "zh" if texts and cjk * 2 >= len(texts) else "en"
 
 

@@ -31,6 +31,9 @@ PLACEHOLDERS = {
 }
 MIN_LATIN_LETTERS = 3
 MIN_CJK_CHARACTERS = 1
+# CJK ideographs (unified, extension A, compatibility), as a regex class: PostgreSQL's `~` reads it too.
+CJK_CHARACTER_CLASS = "[\u3400-\u9fff\uf900-\ufaff]"
+_CJK = re.compile(CJK_CHARACTER_CLASS)
 
 
 def normalize_description(text: str, *, glossary: dict[str, str] | None = None) -> str:
@@ -96,7 +99,12 @@ def _clean_character(character: str) -> str:
     return character
 
 
+def contains_cjk(text: str) -> bool:
+    return _CJK.search(text) is not None
+
+
 def _is_cjk(character: str) -> bool:
+    # CJK_CHARACTER_CLASS for one character, as comparisons: this runs per character of every description.
     return "\u3400" <= character <= "\u9fff" or "\uf900" <= character <= "\ufaff"
 
 

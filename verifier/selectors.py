@@ -5,15 +5,8 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 
-from .models import (
-    CJK_CHARACTER_CLASS,
-    DeclarationBatch,
-    DeclarationItem,
-    HsCode,
-    ImportRowError,
-    KnowledgeEntry,
-    Verdict,
-)
+from .models import DeclarationBatch, DeclarationItem, HsCode, ImportRowError, KnowledgeEntry, Verdict
+from .normalization import CJK_CHARACTER_CLASS
 
 # Buckets of the confidence histogram on the batch page.
 CONFIDENCE_BUCKETS = 10

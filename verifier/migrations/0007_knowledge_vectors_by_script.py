@@ -13,13 +13,10 @@ CJK_CORPUS = "hs_knowledge_cjk"
 CJK_CHARACTER_CLASS = "[\u3400-\u9fff\uf900-\ufaff]"
 
 
-def _rebuild_indexes(apps, space_ids) -> None:
+def _rebuild_indexes(apps, connection, space_ids) -> None:
     from embeddings.store import ensure_index, index_name
 
-    EmbeddingSpace = apps.get_model("embeddings", "EmbeddingSpace")
-    from django.db import connection
-
-    for space in EmbeddingSpace.objects.filter(id__in=space_ids):
+    for space in apps.get_model("embeddings", "EmbeddingSpace").objects.filter(id__in=space_ids):
         with connection.cursor() as cursor:
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f'"{index_name(space.id, OLD_CORPUS)}"'])
             if cursor.fetchone()[0]:
@@ -36,7 +33,7 @@ def split_by_script(apps, schema_editor) -> None:
             [CJK_CORPUS, OLD_CORPUS, CJK_CHARACTER_CLASS],
         )
         space_ids = {space_id for (space_id,) in cursor.fetchall()}
-    _rebuild_indexes(apps, space_ids)
+    _rebuild_indexes(apps, schema_editor.connection, space_ids)
 
 
 def merge_back(apps, schema_editor) -> None:
