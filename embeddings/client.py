@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import logging
+import os
 import random
 import threading
 import time
@@ -369,3 +370,17 @@ def reset_client() -> None:
     with _default_lock:
         _default_client = None
         _space_clients.clear()
+
+
+def _forget_clients_in_forked_child() -> None:
+    """A forked process must not use its parent's clients: their kept-alive sockets are shared with the
+    parent and its other children, so two processes would read each other's responses (a Celery worker
+    checks the endpoint before forking its pool: seen as corrupt JSON, and could be another request's
+    vectors of the right shape), and their request threads did not survive the fork."""
+    global _default_client, _default_lock
+    _default_lock = threading.Lock()  # another thread may have held it at the fork
+    _default_client = None
+    _space_clients.clear()  # dropped, not closed: closing would tear down the parent's connections
+
+
+os.register_at_fork(after_in_child=_forget_clients_in_forked_child)

@@ -8,6 +8,7 @@ skipped (RerankerError) and the first-stage ranking stands.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 
@@ -77,6 +78,15 @@ def scores_in_document_order(payload, *, count: int) -> list[float]:
 
 _reranker: RerankerClient | None = None
 _reranker_lock = threading.Lock()
+
+
+def _forget_reranker_in_forked_child() -> None:
+    """Like embeddings.client's clients: a forked process opens its own connections."""
+    global _reranker, _reranker_lock
+    _reranker, _reranker_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_reranker_in_forked_child)
 
 
 def get_reranker() -> RerankerClient | None:

@@ -1,6 +1,7 @@
 """The embedding client against the protocol double: prompts per profile, batching, validation, faults."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -194,3 +195,31 @@ def test_it_reaches_the_active_identity_at_the_configured_endpoint_after_the_ser
         assert other is not configured and str(other._openai.base_url).startswith(moved_from)
     finally:
         reset_client()
+
+
+# --- processes ------------------------------------------------------------------------
+def test_a_forked_process_gets_its_own_client_not_its_parents_connections(gateway_on_double):
+    """A Celery worker checks the endpoint before forking its pool: children that kept the parent's client
+    shared one kept-alive socket and read each other's responses (corrupt JSON, or another batch's vectors)."""
+    from embeddings.client import get_client
+
+    parent_client = get_client()
+    parent_client.embed_documents(["steel bolt"])  # leaves a kept-alive connection in the parent's pool
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports through the pipe and leaves without running pytest's teardown
+        try:
+            child_client = get_client()
+            vectors = child_client.embed_documents(["copper wire"])
+            fresh = child_client is not parent_client and np.allclose(
+                vectors, gateway_on_double.vectors_for(["copper wire"]), atol=1e-6)
+            os.write(write_end, b"own client" if fresh else b"parent's client")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    assert os.read(read_end, 64) == b"own client"
+    os.close(read_end)
+    # The parent's connections were left alone.
+    assert np.allclose(parent_client.embed_documents(["steel bolt"]),
+                       gateway_on_double.vectors_for(["steel bolt"]), atol=1e-6)
