@@ -24,12 +24,13 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
+from django.db import connection
 
 from embeddings.selectors import nearest_neighbours
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
-from .models import KNOWLEDGE_CORPORA, KnowledgeEntry
+from .models import KNOWLEDGE_CORPORA
 from .prototypes import prototype_similarities
 
 LEVELS = (2, 4, 6)
@@ -124,28 +125,37 @@ def find_evidence(descriptions: list[str], *, k: int = DEFAULT_K) -> list[list[E
         # The HNSW candidate list (settings.HS_SEARCH_EF): the search is most of the pipeline's time.
         space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors, k=k, ef_search=settings.HS_SEARCH_EF,
     )
-    entry_ids = {neighbour.object_id for neighbours in neighbour_lists for neighbour in neighbours}
-    entries = {
-        entry.id: entry
-        for entry in KnowledgeEntry.objects.filter(id__in=entry_ids).only(
-            "id", "hs_code", "source", "language", "display_text",
-        )
-    }
-    return [
-        [
-            Evidence(
-                entry_id=neighbour.object_id, code=entries[neighbour.object_id].hs_code,
-                source=entries[neighbour.object_id].source, language=entries[neighbour.object_id].language,
-                score=neighbour.score, text=entries[neighbour.object_id].display_text,
-            )
-            # An entry deleted since it was indexed is no evidence.
-            for neighbour in neighbours if neighbour.object_id in entries
-        ] + [
+    entries = _entries_by_id({neighbour.object_id for neighbours in neighbour_lists for neighbour in neighbours})
+    evidence_lists = []
+    for neighbours, prototypes in zip(neighbour_lists, prototype_similarities(space=space, vectors=vectors)):
+        evidence = []
+        for neighbour in neighbours:
+            entry = entries.get(neighbour.object_id)
+            if entry is not None:  # an entry deleted since it was indexed is no evidence
+                code, source, language, text = entry
+                evidence.append(Evidence(entry_id=neighbour.object_id, code=code, source=source, language=language,
+                                         score=neighbour.score, text=text))
+        evidence.extend(
             Evidence(entry_id=0, code=code, source=PROTOTYPE_SOURCE, language="", score=score, text="")
             for level in sorted(prototypes) for code, score in prototypes[level]
-        ]
-        for neighbours, prototypes in zip(neighbour_lists, prototype_similarities(space=space, vectors=vectors))
-    ]
+        )
+        evidence_lists.append(evidence)
+    return evidence_lists
+
+
+def _entries_by_id(entry_ids: set[int]) -> dict[int, tuple[str, str, str, str]]:
+    """(code, source, language, display text) of each knowledge entry: one query with one array parameter.
+
+    Plain tuples, not model instances: a chunk's evidence names some ten thousand entries.
+    """
+    if not entry_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, hs_code, source, language, display_text FROM verifier_knowledgeentry WHERE id = ANY(%s)",
+            [list(entry_ids)],
+        )
+        return {entry_id: (code, source, language, text) for entry_id, code, source, language, text in cursor}
 
 
 def recommend_hs_code(

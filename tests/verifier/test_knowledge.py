@@ -91,9 +91,8 @@ def test_the_migration_moves_existing_cjk_vectors_into_their_own_indexed_corpus(
 def test_each_part_of_the_search_uses_its_own_hnsw_index(embedding_double):
     import numpy as np
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
-    from embeddings.selectors import nearest_neighbours
+    from embeddings.selectors import binary_parameter_cursor, nearest_neighbours_statement
     from embeddings.store import active_space, index_name
     from verifier.models import KNOWLEDGE_CORPORA
 
@@ -101,12 +100,13 @@ def test_each_part_of_the_search_uses_its_own_hnsw_index(embedding_double):
     chinese = make_hs_code("610910", "棉制针织t恤衫", language="zh").entries.get()
     index_knowledge_texts(entry_ids=[english.pk, chinese.pk], texts=[english.text, chinese.text])
     space = active_space()
-    with CaptureQueriesContext(connection) as queries:
-        nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPORA, vectors=np.ones((1, 384), dtype=np.float32), k=5)
+    sql, parameters = nearest_neighbours_statement(space=space, corpus=KNOWLEDGE_CORPORA,
+                                                   vectors=np.ones((1, 384), dtype=np.float32), k=5)
 
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a two-row table would rather be scanned; an index must be possible
-        cursor.execute("EXPLAIN " + queries.captured_queries[-1]["sql"])
+    with binary_parameter_cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, parameters)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     for corpus in KNOWLEDGE_CORPORA:
         assert f"Index Scan using {index_name(space.id, corpus)} " in plan
