@@ -60,7 +60,8 @@ def run_benchmark(name: str, *, extra_arguments: list[str], timeout: float) -> d
 # Benchmarks that print their figure and floor as top-level keys instead of `figures`:
 # name -> (figure, its key, floor name, its key, ratio key).
 TOP_LEVEL_FIGURES = {
-    "pipeline": ("pipeline: items/s from import to verdict (protocol double)", "items_per_s",
+    "pipeline": ("pipeline: items/s from import to verdict (protocol double, {vectors} vectors, "
+                 "`HS_SEARCH_EF` {hs_search_ef})", "items_per_s",
                  "raw batched kNN items/s", "knn_floor_items_per_s", "ratio_to_floor"),
     "faq": ("faq: match API requests/s at 20 clients (protocol double; p50 {p50_ms} ms, p95 {p95_ms} ms)", "rps",
             "GET /ask/ requests/s, same server and clients", "floor_rps", "ratio_to_floor"),

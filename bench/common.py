@@ -170,8 +170,9 @@ def gunicorn_command(*, port: int, workers: int = 2, threads: int = 4) -> list[s
             "--workers", str(workers), "--threads", str(threads), "--log-level", "warning"]
 
 
-def celery_worker_command(*, concurrency: int = 2, hostname: str = "bench@%h", queues: str | None = None) -> list[str]:
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "WARNING",
+def celery_worker_command(*, concurrency: int = 2, hostname: str = "bench@%h", queues: str | None = None,
+                          loglevel: str = "WARNING") -> list[str]:
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", loglevel,
                "--concurrency", str(concurrency), "--hostname", hostname, "--without-gossip", "--without-mingle"]
     if queues:
         command += ["--queues", queues]

@@ -27,6 +27,23 @@ def test_it_returns_the_same_unit_vector_for_the_same_text(embedding_double):
     assert embedding_double.texts_embedded == 3
 
 
+def test_lexical_vectors_put_texts_that_share_words_close_and_all_texts_in_one_cone():
+    from embeddings.double import run_embedding_double
+
+    texts = ["cotton knitted sweater", "knitted cotton sweater for women", "frozen shrimp", "棉制针织套衫", "棉制针织衫"]
+    with run_embedding_double(dimensions=384, geometry="lexical") as double:
+        body = post_embeddings(double, {"model": "m", "input": texts, "encoding_format": "base64"})
+        vectors = np.stack([np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4")
+                            for item in sorted(body["data"], key=lambda item: item["index"])])
+        assert np.allclose(vectors, double.vectors_for(texts), atol=1e-6)  # the same text, the same vector
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > 0.9 > similarity[0, 2]  # shared words (in any order) make near neighbours
+    assert similarity[3, 4] > similarity[3, 2]
+    # A common direction, as real models have: unrelated texts are not orthogonal.
+    assert 0.6 < similarity[0, 2] < 0.9
+
+
 def test_it_accepts_a_single_string_and_base64(embedding_double):
     body = post_embeddings(embedding_double, {"model": "m", "input": "alpha", "encoding_format": "base64"})
     vector = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
