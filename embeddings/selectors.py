@@ -1,24 +1,20 @@
 """Reads from the vector store: nearest neighbours for a batch of query vectors in one query."""
 from __future__ import annotations
 
-import contextlib
 import logging
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 from django.db import connection
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
-from psycopg.types import TypeInfo
 
 from .cache_statistics import cache_statistics
 from .client import get_client
 from .errors import DimensionMismatch, EmbeddingError
 from .models import EmbeddingSpace, SpaceBuildProgress, Vector
-from .store import HalfvecBinary, halfvec_binary_rows, halfvec_from_binary
+from .binary_parameters import binary_parameter_cursor, halfvec_binary_rows
+from .store import halfvec_from_binary
 
 logger = logging.getLogger(__name__)
 
@@ -88,39 +84,6 @@ def nearest_neighbours_statement(
     parameters = [halfvec_binary_rows(vectors), *[value for name in corpora for value in (space.id, name, k)],
                   *([k] if len(corpora) > 1 else [])]
     return sql, parameters
-
-
-class _HalfvecBinaryDumper(Dumper):
-    format = Format.BINARY
-
-    def dump(self, obj: HalfvecBinary) -> bytes:
-        return obj
-
-
-# The halfvec type of each open connection (its oid belongs to the database's pgvector extension).
-_halfvec_types: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-@contextlib.contextmanager
-def binary_parameter_cursor() -> Iterator[psycopg.Cursor]:
-    """A psycopg cursor on Django's connection (its transaction) that sends HalfvecBinary values as halfvec.
-
-    Django's own cursors bind parameters as text on the client; this one binds on the server, so
-    vectors go over the wire as they are stored, with nothing to quote or parse.
-    """
-    connection.ensure_connection()
-    raw = connection.connection
-    known = _halfvec_types.get(raw)
-    if known is None:
-        info = TypeInfo.fetch(raw, "halfvec")
-        if info is None:
-            raise RuntimeError("the pgvector extension (halfvec) is not installed in this database")
-        known = _halfvec_types[raw] = (info, type("HalfvecDumper", (_HalfvecBinaryDumper,), {"oid": info.oid}))
-    info, dumper = known
-    with psycopg.Cursor(raw) as cursor:
-        info.register(cursor)  # the halfvec[] array type, for a list parameter
-        cursor.adapters.register_dumper(HalfvecBinary, dumper)
-        yield cursor
 
 
 def cached_embeddings(*, space: EmbeddingSpace, input_hashes: list[bytes]) -> dict[bytes, np.ndarray]:

@@ -228,22 +228,6 @@ def delete_vectors(*, corpus: str, object_ids: Sequence[int]) -> None:
         )
 
 
-class HalfvecBinary(bytes):
-    """One halfvec in PostgreSQL's binary format, for a binary query parameter (embeddings.selectors)."""
-
-
-def halfvec_binary_rows(vectors: np.ndarray) -> list[HalfvecBinary]:
-    """Each row as a halfvec in binary (int16 dimensions, int16 unused, big-endian float16s), built in one
-    numpy pass: quoting a text literal per vector cost about half a millisecond a vector."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    dimensions = vectors.shape[1]
-    rows = np.zeros(len(vectors), dtype=np.dtype([("dimensions", ">i2"), ("unused", ">i2"),
-                                                   ("values", ">f2", (dimensions,))]))
-    rows["dimensions"], rows["values"] = dimensions, vectors
-    data, size = rows.tobytes(), rows.dtype.itemsize
-    return [HalfvecBinary(data[start:start + size]) for start in range(0, len(data), size)]
-
-
 def vector_literal(vector: np.ndarray) -> str:
     """pgvector's text form, for query parameters (a handful per query; bulk writes use copy_stream)."""
     return "[" + ",".join(f"{value:.6g}" for value in vector.tolist()) + "]"

@@ -7,6 +7,7 @@ item and written with an upsert.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from embeddings.binary_parameters import binary_parameter_cursor
 from embeddings.errors import CircuitOpen, EmbeddingError
 from embeddings.store import active_space
 
@@ -138,16 +140,60 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
         )
         # A claim the sweeper took back (this worker was too slow) is someone else's now: write nothing for it.
         verdicts = [verdict for verdict in verdicts if verdict.item_id in still_ours]
-        Verdict.objects.bulk_create(
-            verdicts, update_conflicts=True, unique_fields=["item"],
-            update_fields=["recommended_code", "recommended_level", "confidence", "margin", "best_similarity", "tier",
-                           "risk", "anomalies", "evidence", "final_code", "space", "reviewed"],
-        )
+        upsert_verdicts(verdicts)
         mark_verified(normalized={item_id: normalized[item_id] for item_id in still_ours})
     # After the commit: checked inside the transaction, two workers finishing a batch's last chunks at
     # the same time would each still see the other's items as processing, and neither would close it.
     finish_batches(batch_ids={item.batch_id for item in items})
     return len(still_ours)
+
+
+def upsert_verdicts(verdicts: list[Verdict]) -> None:
+    """Insert these verdicts, replacing an item's earlier one (a retry): one statement, binary column arrays.
+
+    Not bulk_create: it sends each column as a text array, and escaping the evidence JSON for that
+    (every quote, in Python) cost about half a millisecond per item.
+    """
+    if not verdicts:
+        return
+    def number(value) -> float | None:  # one element type per array: binary arrays do not mix int and float
+        return None if value is None else float(value)
+
+    columns = [
+        [verdict.item_id for verdict in verdicts],
+        [str(verdict.recommended_code) for verdict in verdicts],
+        [verdict.recommended_level for verdict in verdicts],
+        [number(verdict.confidence) for verdict in verdicts],
+        [number(verdict.margin) for verdict in verdicts],
+        [number(verdict.best_similarity) for verdict in verdicts],
+        [str(verdict.tier) for verdict in verdicts],
+        [number(verdict.risk) for verdict in verdicts],
+        [json.dumps(verdict.anomalies, ensure_ascii=False) for verdict in verdicts],
+        [json.dumps(verdict.evidence, ensure_ascii=False) for verdict in verdicts],
+        [str(verdict.final_code) for verdict in verdicts],
+        [verdict.space_id for verdict in verdicts],
+        [bool(verdict.reviewed) for verdict in verdicts],
+    ]
+    with binary_parameter_cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO verifier_verdict (item_id, recommended_code, recommended_level, confidence, margin,
+                best_similarity, tier, risk, anomalies, evidence, final_code, space_id, reviewed, created_at)
+            SELECT item_id, recommended_code, recommended_level, confidence, margin, best_similarity, tier, risk,
+                   anomalies::jsonb, evidence::jsonb, final_code, space_id, reviewed, now()
+            FROM unnest(%b::bigint[], %b::text[], %b::smallint[], %b::float8[], %b::float8[], %b::float8[],
+                        %b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::boolean[])
+                 AS incoming(item_id, recommended_code, recommended_level, confidence, margin, best_similarity,
+                             tier, risk, anomalies, evidence, final_code, space_id, reviewed)
+            ON CONFLICT (item_id) DO UPDATE SET
+                recommended_code = EXCLUDED.recommended_code, recommended_level = EXCLUDED.recommended_level,
+                confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
+                best_similarity = EXCLUDED.best_similarity, tier = EXCLUDED.tier, risk = EXCLUDED.risk,
+                anomalies = EXCLUDED.anomalies, evidence = EXCLUDED.evidence, final_code = EXCLUDED.final_code,
+                space_id = EXCLUDED.space_id, reviewed = EXCLUDED.reviewed
+            """,
+            columns, prepare=False,
+        )
 
 
 def mark_verified(*, normalized: dict[int, str]) -> None:

@@ -92,7 +92,8 @@ def test_each_part_of_the_search_uses_its_own_hnsw_index(embedding_double):
     import numpy as np
     from django.db import connection
 
-    from embeddings.selectors import binary_parameter_cursor, nearest_neighbours_statement
+    from embeddings.binary_parameters import binary_parameter_cursor
+    from embeddings.selectors import nearest_neighbours_statement
     from embeddings.store import active_space, index_name
     from verifier.models import KNOWLEDGE_CORPORA
 
