@@ -40,9 +40,8 @@ def normalize_description(text: str, *, glossary: dict[str, str] | None = None) 
     """The description written one canonical way: NFKC, lower case, clean symbols and spacing, units, glossary."""
     # Symbols go first: NFKC would spell "™" as "TM". Then NFKC folds full-width letters, digits and
     # punctuation (and the ideographic space) to their ASCII forms.
-    normalized = "".join(_clean_character(character) for character in text or "")
-    normalized = unicodedata.normalize("NFKC", normalized).casefold()
-    normalized = "".join(_clean_character(character) for character in normalized)
+    normalized = (text or "").translate(_CLEANED)
+    normalized = unicodedata.normalize("NFKC", normalized).casefold().translate(_CLEANED)
     if glossary:
         normalized = apply_glossary(normalized, glossary=glossary)
     normalized = _NUMBER_UNIT.sub(lambda match: f"{match.group(1)} {UNIT_SYNONYMS[match.group(2)]}", normalized)
@@ -97,6 +96,23 @@ def _clean_character(character: str) -> str:
     if character in "*#@^~`|\\_[]{}":
         return " "
     return character
+
+
+class _CleanedCharacters(dict):
+    """A str.translate table filled on first sight of each character: descriptions reuse few characters,
+    and a per-character Python call was the costliest part of normalising."""
+
+    def __missing__(self, code_point: int) -> str:
+        cleaned = _clean_character(chr(code_point))
+        if len(self) < _CLEANED_CACHE_LIMIT:  # bounded, whatever text arrives
+            self[code_point] = cleaned
+        return cleaned
+
+
+_CLEANED_CACHE_LIMIT = 50_000
+
+
+_CLEANED = _CleanedCharacters()
 
 
 def contains_cjk(text: str) -> bool:

@@ -155,7 +155,7 @@ def _entries_by_id(entry_ids: set[int]) -> dict[int, tuple[str, str, str, str]]:
             "SELECT id, hs_code, source, language, display_text FROM verifier_knowledgeentry WHERE id = ANY(%s)",
             [list(entry_ids)],
         )
-        return {entry_id: (code, source, language, text) for entry_id, code, source, language, text in cursor}
+        return {entry_id: (code, source, language, text) for entry_id, code, source, language, text in cursor.fetchall()}
 
 
 def recommend_hs_code(
