@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import psycopg
-from django.db import connection
+from django.db import connection, transaction
 
 from .cache_statistics import cache_statistics
 from .client import get_client
@@ -52,6 +52,19 @@ def nearest_neighbours(
     for position, object_id, score in rows:
         results[position - 1].append(Neighbour(object_id=object_id, score=float(score)))
     return results
+
+
+def exact_nearest_neighbours(
+    *, space: EmbeddingSpace, corpus: str | Sequence[str], vectors: np.ndarray, k: int,
+) -> list[list[Neighbour]]:
+    """The true k nearest, as nearest_neighbours returns them, found by reading every vector (no index).
+
+    The yardstick of the HNSW search (evaluate_hs --recall); seconds per batch, never on a hot path.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_indexscan = off")  # the planner scans and sorts instead
+        return nearest_neighbours(space=space, corpus=corpus, vectors=vectors, k=k, ef_search=k)
 
 
 def nearest_neighbours_statement(

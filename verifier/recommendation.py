@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from django.conf import settings
 from django.db import connection
 
-from embeddings.selectors import nearest_neighbours
+from embeddings.selectors import exact_nearest_neighbours, nearest_neighbours
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
@@ -368,6 +368,46 @@ def evaluate_labelled(rows: list[LabelledDescription]) -> EvaluationReport:
                 shared = min(len(recommendation.code), len(label))
                 report.auto_correct += recommendation.code[:shared] == label[:shared]
     return report
+
+
+def searchable_descriptions(rows: list[LabelledDescription]) -> list[str]:
+    """The normalised descriptions evaluate_labelled searches for (meaningless ones get no search)."""
+    from .normalization import meaningless_reason, normalize_description
+    from .services import glossary_mapping
+
+    glossary = glossary_mapping()
+    normalized = [(row, normalize_description(row.description, glossary=glossary)) for row in rows]
+    return [text for row, text in normalized if text and not meaningless_reason(row.description)]
+
+
+@dataclass(frozen=True)
+class SearchRecall:
+    share: float  # of the evidence returned, the share at least as close as the true k-th nearest
+    lost: int  # descriptions that got none of their true k nearest
+
+
+def measure_search_recall(descriptions: list[str], *, k: int = DEFAULT_K) -> SearchRecall:
+    """How much of the true nearest evidence the production search (HNSW at settings.HS_SEARCH_EF) returns.
+
+    Compares nearest_neighbours with an exact scan, description by description (normalised, as the
+    pipeline searches them). A returned neighbour counts when it is at least as close as the exact
+    k-th, so ties at the boundary are not misses.
+    """
+    space = active_space()
+    counted = returned = lost = 0
+    for start in range(0, len(descriptions), EVALUATION_BATCH_SIZE):
+        vectors = embed_queries(descriptions[start:start + EVALUATION_BATCH_SIZE], task="hs_code", space=space)
+        found = nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors, k=k,
+                                   ef_search=settings.HS_SEARCH_EF)
+        exact = exact_nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors, k=k)
+        for production, truth in zip(found, exact):
+            if not truth:
+                continue
+            boundary = truth[-1].score - 1e-6
+            counted += len(truth)
+            returned += sum(1 for neighbour in production if neighbour.score >= boundary)
+            lost += not {n.object_id for n in production} & {n.object_id for n in truth}
+    return SearchRecall(share=returned / counted if counted else 1.0, lost=lost)
 
 
 def _count(report: EvaluationReport, metric: str, hit: bool) -> None:

@@ -71,6 +71,24 @@ def test_it_stores_vectors_in_binary_and_finds_them_again(gateway_on_double):
 
 
 
+def test_exact_search_returns_the_true_nearest_in_order_as_a_full_scan_would(gateway_on_double):
+    from embeddings.selectors import exact_nearest_neighbours
+
+    space = active_space()
+    texts = [f"catalogue line {number}" for number in range(300)]
+    vectors = gateway_on_double.vectors_for(texts)
+    store_vectors(space=space, corpus="test_products", object_ids=list(range(1, 301)), texts=texts, vectors=vectors)
+    ensure_index(space, "test_products")  # there, but not to be used
+    queries = gateway_on_double.vectors_for([f"question {number}" for number in range(5)])
+
+    exact = exact_nearest_neighbours(space=space, corpus="test_products", vectors=queries, k=8)
+
+    stored = vectors.astype(np.float16).astype(np.float32)  # what halfvec keeps
+    stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+    truth = np.argsort(-(queries.astype(np.float16).astype(np.float32) @ stored.T), axis=1)[:, :8] + 1
+    assert [[neighbour.object_id for neighbour in row] for row in exact] == truth.tolist()
+
+
 def test_it_searches_several_corpora_in_their_own_indexes_and_keeps_the_k_best_of_all(gateway_on_double):
     space = active_space()
     texts = [f"item {number}" for number in range(6)]

@@ -75,6 +75,19 @@ def test_it_scores_a_labelled_file_and_changes_no_live_data(tmp_path):
     assert not KnowledgeEntry.objects.filter(source=KnowledgeEntry.Source.REFERENCE).exists()
 
 
+def test_with_recall_it_compares_the_production_search_with_an_exact_scan(tmp_path):
+    nomenclature, labelled = tmp_path / "hs.csv", tmp_path / "labelled.csv"
+    nomenclature.write_text(NOMENCLATURE, encoding="utf-8")
+    labelled.write_text(LABELLED, encoding="utf-8")
+
+    _, figures = run_evaluate_hs(str(labelled), "--nomenclature", str(nomenclature), "--recall")
+
+    assert set(figures) == KEYS | {"knn_recall", "knn_lost"}
+    # Nine lines: the HNSW search holds every one, so it returns exactly the true nearest.
+    assert figures["knn_recall"] == 1.0
+    assert figures["knn_lost"] == 0
+
+
 def test_it_refuses_to_evaluate_against_an_empty_knowledge_base(tmp_path):
     labelled = tmp_path / "labelled.csv"
     labelled.write_text(LABELLED, encoding="utf-8")

@@ -7,7 +7,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from verifier.models import KnowledgeEntry
 from verifier.nomenclature import NomenclatureFormatError, load_nomenclature
-from verifier.recommendation import evaluate_labelled, read_labelled_csv
+from verifier.recommendation import (
+    evaluate_labelled,
+    measure_search_recall,
+    read_labelled_csv,
+    searchable_descriptions,
+)
+
+COUNTS = {"n", "knn_lost"}
 
 
 class Command(BaseCommand):
@@ -20,11 +27,16 @@ class Command(BaseCommand):
         parser.add_argument("paths", nargs="+", help="labelled CSV file(s); several are scored together")
         parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
         parser.add_argument(
+            "--recall", action="store_true",
+            help="also compare the production search with an exact scan: knn_recall (share of the true nearest "
+                 "evidence returned) and knn_lost (descriptions that got none of it); slow",
+        )
+        parser.add_argument(
             "--nomenclature", action="append", default=[],
             help="nomenclature CSV file or directory to load first when the knowledge base has none (repeatable)",
         )
 
-    def handle(self, *args, paths: list[str], json: bool, nomenclature: list[str], **options):
+    def handle(self, *args, paths: list[str], json: bool, nomenclature: list[str], recall: bool, **options):
         if nomenclature and not KnowledgeEntry.objects.filter(source=KnowledgeEntry.Source.NOMENCLATURE).exists():
             for path in nomenclature:
                 try:
@@ -44,8 +56,11 @@ class Command(BaseCommand):
             for row_number, reason in bad_rows:
                 self.stderr.write(f"{path} row {row_number}: {reason} (skipped)")
         figures = evaluate_labelled(rows).to_json()
+        if recall:
+            search = measure_search_recall(searchable_descriptions(rows))
+            figures.update(knn_recall=search.share, knn_lost=search.lost)
         for key, value in figures.items():
-            self.stdout.write(f"{key:>15}: {'n/a' if value is None else value if key == 'n' else f'{value:.3f}'}")
+            self.stdout.write(f"{key:>15}: {'n/a' if value is None else value if key in COUNTS else f'{value:.4f}'}")
         if json:
             self.stdout.write(_json_line(figures))
 
