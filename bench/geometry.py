@@ -1,0 +1,171 @@
+"""`python -m bench geometry`: how hard the protocol double's vectors are to search, next to a real model's.
+
+The pipeline benchmark's speed depends on what its vectors look like: an HNSW search
+for a query with close neighbours ends quickly, one among unrelated vectors wanders.
+This puts the same texts through three geometries and searches each the same way:
+
+- "model": the vectors the configured model (the CPU model by default) stored for the
+  knowledge base, and its query vectors for labelled descriptions;
+- "lexical" and "random": what the protocol double serves for the same texts
+  (embeddings/double.py, `--geometry`).
+
+It reads the knowledge base of the database Django is configured with (run it where
+`evaluate_hs` loaded and embedded the nomenclature), copies the three sets of vectors
+into a scratch database `bench_geometry` on the same server (recreated each run), builds
+one HNSW index per geometry (m 16, ef_construction 64) and searches 30 neighbours per
+description in batches of 500 on one connection. Recall is the share of the exact 30
+(numpy over the same halfvec-rounded vectors) that the search returns.
+
+JSON last line: queries_per_s and recall per geometry, mean_cosine (descriptions to
+knowledge-base lines) per geometry, ef_search, entries, queries.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .common import REPOSITORY_ROOT, emit, machine_description
+
+DATABASE_NAME = "bench_geometry"
+DEFAULT_DESCRIPTIONS = [REPOSITORY_ROOT.parent / "shared" / "data" / "hsbench" / name
+                        for name in ("hsbench_4digit_dev.csv", "hsbench_6digit_dev.csv")]
+K = 30
+BATCH = 500
+
+
+def knowledge_base(space) -> tuple[list[int], list[str], np.ndarray]:
+    """Ids, texts and stored vectors of every knowledge-base entry in the space (both script corpora)."""
+    import psycopg
+    from django.db import connection
+
+    from embeddings.store import halfvec_from_binary
+    from verifier.models import KNOWLEDGE_CORPORA
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            "SELECT vector.object_id, entry.text, vector.embedding FROM embeddings_vector vector "
+            "JOIN verifier_knowledgeentry entry ON entry.id = vector.object_id "
+            "WHERE vector.space_id = %s AND vector.corpus = ANY(%s) ORDER BY vector.object_id",
+            [space.id, list(KNOWLEDGE_CORPORA)], binary=True,
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        raise SystemExit("the knowledge base has no vectors in the active space: run evaluate_hs --nomenclature first")
+    return ([row[0] for row in rows], [row[1] for row in rows],
+            np.stack([halfvec_from_binary(bytes(row[2])) for row in rows]))
+
+
+def read_descriptions(paths: list[Path]) -> list[str]:
+    from verifier.normalization import normalize_description
+    from verifier.recommendation import read_labelled_csv
+
+    descriptions: list[str] = []
+    for path in paths:
+        rows, _ = read_labelled_csv(path)
+        descriptions += [text for row in rows if (text := normalize_description(row.description))]
+    return descriptions
+
+
+def halfvec_rounded(vectors: np.ndarray) -> np.ndarray:
+    return vectors.astype(np.float16).astype(np.float32)
+
+
+def search_speed_and_recall(database_url: str, geometries: dict, *, ef_search: int) -> dict:
+    """Load each geometry's vectors, index them, search; {geometry: (queries/s, recall)}."""
+    import psycopg
+
+    results = {}
+    with psycopg.connect(database_url, autocommit=True) as database:
+        database.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        dimensions = next(iter(geometries.values()))[0].shape[1]
+        database.execute(f"CREATE TABLE geometry_vector (id bigint, geometry text, embedding halfvec({dimensions}))")
+        for name, (documents, _) in geometries.items():
+            with database.cursor().copy("COPY geometry_vector (id, geometry, embedding) FROM STDIN") as copy:
+                for number, vector in enumerate(documents):
+                    copy.write_row((number, name, "[" + ",".join(f"{value:.5f}" for value in vector) + "]"))
+            database.execute(
+                f"CREATE INDEX ON geometry_vector USING hnsw (embedding halfvec_cosine_ops) "
+                f"WITH (m = 16, ef_construction = 64) WHERE geometry = '{name}'"
+            )
+        database.execute("VACUUM ANALYZE geometry_vector")
+        database.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+        for name, (documents, queries) in geometries.items():
+            exact = np.argsort(-(halfvec_rounded(queries) @ halfvec_rounded(documents).T), axis=1)[:, :K]
+            found: list[set[int]] = [set() for _ in queries]
+            started = time.perf_counter()
+            for start in range(0, len(queries), BATCH):
+                rows = database.execute(
+                    f"""WITH queries AS MATERIALIZED (
+                            SELECT position, embedding FROM unnest(%s::halfvec[]) WITH ORDINALITY AS q(embedding, position))
+                        SELECT queries.position, hit.id FROM queries CROSS JOIN LATERAL (
+                            SELECT id FROM geometry_vector WHERE geometry = '{name}'
+                            ORDER BY embedding <=> queries.embedding LIMIT {K}) AS hit""",
+                    [_text_array(queries[start:start + BATCH])],
+                ).fetchall()
+                for position, identifier in rows:
+                    found[start + position - 1].add(identifier)
+            seconds = time.perf_counter() - started
+            recall = float(np.mean([len(hits & set(truth.tolist())) / K for hits, truth in zip(found, exact)]))
+            results[name] = (len(queries) / seconds, recall)
+    return results
+
+
+def _text_array(vectors: np.ndarray) -> str:
+    """A halfvec[] literal: the same text path for every geometry (only their ratio counts)."""
+    return "{" + ",".join('"[' + ",".join(f"{value:.5f}" for value in vector) + ']"' for vector in vectors) + "}"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench geometry", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    parser.add_argument("--descriptions", nargs="+", type=Path, default=DEFAULT_DESCRIPTIONS,
+                        help="labelled CSV files whose descriptions are the queries (default: the hsbench dev files)")
+    parser.add_argument("--ef-search", type=int, default=200)
+    arguments = parser.parse_args(argv)
+
+    import django
+    import psycopg
+
+    django.setup()
+    from django.db import connection
+
+    from embeddings.double import VectorTable
+    from embeddings.services import embed_queries
+    from embeddings.store import active_space
+
+    space = active_space()
+    _, texts, model_documents = knowledge_base(space)
+    descriptions = read_descriptions(arguments.descriptions)
+    model_queries = embed_queries(descriptions, task="hs_code", space=space)
+    geometries = {"model": (model_documents, model_queries)}
+    for name in ("lexical", "random"):
+        table = VectorTable(space.dimensions, geometry=name)
+        geometries[name] = (table.vectors(texts, space.dimensions), table.vectors(descriptions, space.dimensions))
+    mean_cosine = {name: round(float((queries[:200] @ documents.T).mean()), 3)
+                   for name, (documents, queries) in geometries.items()}
+
+    settings = connection.settings_dict
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    server = f"postgresql://{settings['USER']}{password}@{settings['HOST']}:{settings['PORT']}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}"')
+        admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    results = search_speed_and_recall(f"{server}/{DATABASE_NAME}", geometries, ef_search=arguments.ef_search)
+    emit({
+        "queries_per_s": {name: round(speed) for name, (speed, _) in results.items()},
+        "recall": {name: round(recall, 3) for name, (_, recall) in results.items()},
+        "mean_cosine": mean_cosine,
+        "ef_search": arguments.ef_search, "entries": len(texts), "queries": len(descriptions),
+        "model": space.model_name,
+        "details": {"machine": machine_description(), "server": urlsplit(server).hostname},
+    }, as_json_only=arguments.json)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
