@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,15 +182,14 @@ def glossary_mapping() -> dict[str, str]:
 
 # --- queueing (always after commit: a task must see the rows it is about) -----------------------
 
-# Parallel verification tasks queued for a new batch: one per worker process is enough, each
-# claims chunks until the queue is empty.
-VERIFICATION_TASKS_PER_BATCH = 2
-
-
 def queue_verification(*, items: int = 1) -> None:
+    """Queue verification tasks for `items` new pending items: one per claim chunk, at most one per worker
+    process (settings.VERIFICATION_PARALLEL_TASKS); each task claims chunks until none is pending."""
     from tasks.verification import verify_pending_items
 
-    tasks = 1 if items <= 1000 else VERIFICATION_TASKS_PER_BATCH
+    from .pipeline import CLAIM_CHUNK_ITEMS
+
+    tasks = max(1, min(math.ceil(items / CLAIM_CHUNK_ITEMS), settings.VERIFICATION_PARALLEL_TASKS))
     for _ in range(tasks):
         transaction.on_commit(lambda: verify_pending_items.delay())
 

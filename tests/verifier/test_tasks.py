@@ -62,3 +62,22 @@ def test_the_sweeper_closes_a_batch_whose_items_are_all_verified():
 
     batch.refresh_from_db()
     assert batch.status == DeclarationBatch.Status.DONE
+
+
+@pytest.mark.parametrize(("items", "parallel", "expected"), [(1, 4, 1), (500, 4, 1), (501, 4, 2), (5000, 4, 4),
+                                                             (5000, 8, 8), (100_000, 2, 2)])
+def test_a_batch_gets_a_verification_task_per_chunk_up_to_one_per_worker_process(
+    items, parallel, expected, settings, monkeypatch, django_capture_on_commit_callbacks,
+):
+    """Every worker process should take a share of a large batch; a small one needs one task."""
+    from tasks import verification
+    from verifier.services import queue_verification
+
+    settings.VERIFICATION_PARALLEL_TASKS = parallel
+    queued = []
+    monkeypatch.setattr(verification.verify_pending_items, "delay", lambda: queued.append("task"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_verification(items=items)
+
+    assert len(queued) == expected
