@@ -59,6 +59,28 @@ def test_it_is_safe_to_judge_the_same_items_twice(knowledge_base):
     assert Verdict.objects.get(item=item).tier == Verdict.Tier.AUTO_PASS
 
 
+def test_a_rewritten_verdict_replaces_the_earlier_one_and_keeps_its_creation_time():
+    from verifier.pipeline import upsert_verdicts
+
+    item = make_item()
+    upsert_verdicts([Verdict(item=item, recommended_code="8517", recommended_level=4, confidence=0.4, margin=0.1,
+                             best_similarity=0.91, tier=Verdict.Tier.MANUAL_REVIEW, risk=1, anomalies=[],
+                             evidence={"neighbours": []}, final_code="851762", reviewed=True)])
+    first = Verdict.objects.get(item=item)
+
+    evidence = {"neighbours": [{"code": "851762", "text": "无线蓝牙耳机 \"TWS\" \\ 5.0", "score": 0.97}]}
+    upsert_verdicts([Verdict(item=item, recommended_code="", recommended_level=None, confidence=0, margin=0,
+                             best_similarity=None, tier=Verdict.Tier.WARNING, risk=3.5,
+                             anomalies=[{"code": "empty", "reason": "说明为空"}], evidence=evidence, final_code="",
+                             reviewed=False)])
+
+    verdict = Verdict.objects.get(item=item)
+    assert (verdict.pk, verdict.created_at) == (first.pk, first.created_at)
+    assert (verdict.recommended_code, verdict.recommended_level, verdict.best_similarity) == ("", None, None)
+    assert (verdict.tier, verdict.risk, verdict.reviewed) == (Verdict.Tier.WARNING, 3.5, False)
+    assert verdict.evidence == evidence and verdict.anomalies == [{"code": "empty", "reason": "说明为空"}]
+
+
 def test_it_keeps_items_pending_when_the_embedding_endpoint_fails(knowledge_base, embedding_double):
     items = [make_item(description_raw=f"cotton t-shirt number {n}") for n in range(3)]
     embedding_double.fail_always("500")
