@@ -108,6 +108,14 @@ def test_it_passes_the_health_command_when_all_matches(gateway_on_double, capsys
     assert json.loads(capsys.readouterr().out)["matches_active_space"] is True
 
 
+def test_the_golden_health_check_fails_an_endpoint_of_the_right_shape_and_no_meaning(gateway_on_double, capsys):
+    active_space()
+    with pytest.raises(CommandError, match="golden check failed"):
+        call_command("embedding_health", "--golden")
+    golden = json.loads(capsys.readouterr().out)["golden"]
+    assert golden["passed"] is False and golden["checked"] == 10 and golden["misses"]
+
+
 def test_it_lets_a_worker_start_against_a_matching_endpoint(gateway_on_double):
     active_space()
     check_worker_endpoint()

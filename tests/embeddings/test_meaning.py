@@ -11,26 +11,9 @@ import pytest
 from django.conf import settings
 
 from embeddings.client import EmbeddingClient
+from embeddings.golden import PRODUCT_DESCRIPTIONS as GOLDEN
+from embeddings.golden import PRODUCTS, check_golden_neighbours
 from embeddings.profiles import profile_for
-
-PRODUCTS = [
-    "Bluetooth earphone without cable",
-    "Cotton T-shirt for men",
-    "Stainless steel bolts M8",
-    "Frozen peeled shrimp",
-    "Laptop computer with 15 inch screen",
-    "Red wine in bottles",
-]
-# Chinese descriptions and the English product each one describes (cross-lingual, as declarations are).
-GOLDEN = {
-    "无线蓝牙耳机": "Bluetooth earphone without cable",
-    "男士纯棉T恤": "Cotton T-shirt for men",
-    "不锈钢螺栓": "Stainless steel bolts M8",
-    "冷冻去壳虾仁": "Frozen peeled shrimp",
-    "笔记本电脑": "Laptop computer with 15 inch screen",
-    "瓶装红葡萄酒": "Red wine in bottles",
-}
-
 
 @pytest.fixture(scope="module")
 def real_client() -> EmbeddingClient:
@@ -56,3 +39,16 @@ def test_it_serves_the_dimension_of_the_configured_profile(real_client):
     vector = real_client.embed_documents(["health check"])
     assert vector.shape == (1, profile_for(settings.EMBEDDING_MODEL).output_dimensions(settings.EMBEDDING_DIMENSIONS))
     assert np.isclose(np.linalg.norm(vector[0]), 1.0, atol=1e-5)
+
+
+def test_the_golden_check_passes_on_the_configured_model(real_client):
+    report = check_golden_neighbours(real_client)
+    assert report.passed, report.misses
+    assert report.checked == 10
+
+
+def test_the_golden_check_fails_an_endpoint_whose_vectors_mean_nothing(embedding_double):
+    """The protocol double serves the right shape with no meaning, as a broken server would."""
+    report = check_golden_neighbours(EmbeddingClient(base_url=embedding_double.base_url, model=embedding_double.model))
+    assert not report.passed
+    assert len(report.misses) >= 5  # ranked at random: most known neighbours are missed (deterministically here)
