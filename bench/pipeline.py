@@ -53,8 +53,9 @@ from .common import (
 # One kept database per geometry of the double's vectors (the references' vectors differ).
 DATABASE_NAMES = {"lexical": "bench_pipeline_lexical", "random": "bench_pipeline"}
 DEFAULT_GEOMETRY = "lexical"
-# The worker's and the double's output, appended run after run (the report says nothing about retries).
+# The last run's worker and double output (the report says nothing about retries or errors).
 LOG_DIRECTORY = REPOSITORY_ROOT / "var" / "bench"
+LOG_FILES = ("pipeline-double.log", "pipeline-worker.log")
 MODEL = "intfloat/multilingual-e5-small"
 DIMENSIONS = 384
 CHAPTERS = [f"{number:02d}" for number in range(1, 98) if number != 77]
@@ -310,7 +311,9 @@ def main(argv: list[str]) -> None:
     double = protocol_double_command(port=port, dimensions=DIMENSIONS,
                                      extra=["--model", MODEL, "--geometry", arguments.geometry])
     LOG_DIRECTORY.mkdir(parents=True, exist_ok=True)
-    with child_process(double, log_path=LOG_DIRECTORY / "pipeline-double.log",
+    for name in LOG_FILES:
+        (LOG_DIRECTORY / name).unlink(missing_ok=True)
+    with child_process(double, log_path=LOG_DIRECTORY / LOG_FILES[0],
                        port=port, what="embedding double"):
         wait_for_exclusive_run(log=log)
         call_command("migrate", verbosity=0)
@@ -323,7 +326,7 @@ def main(argv: list[str]) -> None:
         data = item_csv(arguments.items, references=arguments.references, nonce=nonce)
         with child_process(celery_worker_command(concurrency=arguments.concurrency, hostname=f"bench-{nonce}@%h",
                                                  loglevel="INFO"),
-                           what="celery worker", log_path=LOG_DIRECTORY / "pipeline-worker.log") as worker:
+                           what="celery worker", log_path=LOG_DIRECTORY / LOG_FILES[1]) as worker:
             wait_for_workers(app, count=1)
             log(f"importing {arguments.items:,} items; {arguments.concurrency} worker processes verify them")
             with RssSampler(worker.pid) as worker_memory, Stopwatch() as watch:

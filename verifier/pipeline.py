@@ -156,6 +156,7 @@ def upsert_verdicts(verdicts: list[Verdict]) -> None:
     """
     if not verdicts:
         return
+
     def number(value) -> float | None:  # one element type per array: binary arrays do not mix int and float
         return None if value is None else float(value)
 
