@@ -12,12 +12,14 @@ This puts the same texts through three geometries and searches each the same way
 It reads the knowledge base of the database Django is configured with (run it where
 `evaluate_hs` loaded and embedded the nomenclature), copies the three sets of vectors
 into a scratch database `bench_geometry` on the same server (recreated each run), builds
-one HNSW index per geometry (m 16, ef_construction 64) and searches 30 neighbours per
-description in batches of 500 on one connection. Recall is the share of the exact 30
-(numpy over the same halfvec-rounded vectors) that the search returns.
+the HNSW indexes as production does (one per script; m 16, ef_construction 64, or the
+graphs given with --graphs) and searches 30 neighbours per description in batches of
+500 on one connection, both script parts in one statement. Recall is the share of the
+exact 30 (numpy over the same halfvec-rounded vectors) that the search returns.
 
-JSON last line: queries_per_s and recall per geometry, mean_cosine (descriptions to
-knowledge-base lines) per geometry, ef_search, entries, queries.
+JSON last line: queries_per_s and recall per geometry (first graph, first ef_search),
+mean_cosine (descriptions to knowledge-base lines) per geometry, results (every
+geometry x graph x ef_search), entries, queries.
 """
 from __future__ import annotations
 
@@ -76,49 +78,67 @@ def halfvec_rounded(vectors: np.ndarray) -> np.ndarray:
     return vectors.astype(np.float16).astype(np.float32)
 
 
-def search_speed_and_recall(database_url: str, geometries: dict, *, ef_search: int) -> dict:
-    """Load each geometry's vectors, index them, search; {geometry: (queries/s, recall)}."""
+def search_speed_and_recall(database_url: str, geometries: dict, *, cjk: np.ndarray, graphs: list[tuple[int, int]],
+                            ef_searches: list[int], log) -> list[dict]:
+    """Load each geometry's vectors and, for each HNSW graph, index them one index per script (as production
+    does) and search at each ef_search; one result per (geometry, graph, ef_search)."""
     import psycopg
 
-    results = {}
+    from embeddings.store import vector_literal
+
+    results = []
     with psycopg.connect(database_url, autocommit=True) as database:
         database.execute("CREATE EXTENSION IF NOT EXISTS vector")
         dimensions = next(iter(geometries.values()))[0].shape[1]
-        database.execute(f"CREATE TABLE geometry_vector (id bigint, geometry text, embedding halfvec({dimensions}))")
+        database.execute(f"CREATE TABLE geometry_vector (id bigint, geometry text, cjk boolean, "
+                         f"embedding halfvec({dimensions}))")
         for name, (documents, _) in geometries.items():
-            with database.cursor().copy("COPY geometry_vector (id, geometry, embedding) FROM STDIN") as copy:
-                for number, vector in enumerate(documents):
-                    copy.write_row((number, name, "[" + ",".join(f"{value:.5f}" for value in vector) + "]"))
-            database.execute(
-                f"CREATE INDEX ON geometry_vector USING hnsw (embedding halfvec_cosine_ops) "
-                f"WITH (m = 16, ef_construction = 64) WHERE geometry = '{name}'"
-            )
+            with database.cursor().copy("COPY geometry_vector (id, geometry, cjk, embedding) FROM STDIN") as copy:
+                for number, (is_cjk, vector) in enumerate(zip(cjk.tolist(), documents)):
+                    copy.write_row((number, name, is_cjk, vector_literal(vector)))
         database.execute("VACUUM ANALYZE geometry_vector")
-        database.execute(f"SET hnsw.ef_search = {int(ef_search)}")
-        for name, (documents, queries) in geometries.items():
-            exact = np.argsort(-(halfvec_rounded(queries) @ halfvec_rounded(documents).T), axis=1)[:, :K]
-            found: list[set[int]] = [set() for _ in queries]
-            started = time.perf_counter()
-            for start in range(0, len(queries), BATCH):
-                rows = database.execute(
-                    f"""WITH queries AS MATERIALIZED (
-                            SELECT position, embedding FROM unnest(%s::halfvec[]) WITH ORDINALITY AS q(embedding, position))
-                        SELECT queries.position, hit.id FROM queries CROSS JOIN LATERAL (
-                            SELECT id FROM geometry_vector WHERE geometry = '{name}'
-                            ORDER BY embedding <=> queries.embedding LIMIT {K}) AS hit""",
-                    [_text_array(queries[start:start + BATCH])],
-                ).fetchall()
-                for position, identifier in rows:
-                    found[start + position - 1].add(identifier)
-            seconds = time.perf_counter() - started
-            recall = float(np.mean([len(hits & set(truth.tolist())) / K for hits, truth in zip(found, exact)]))
-            results[name] = (len(queries) / seconds, recall)
+        database.execute("SET maintenance_work_mem = '512MB'")
+        for m, ef_construction in graphs:
+            for name, (documents, queries) in geometries.items():
+                log(f"{name} vectors, m {m}, ef_construction {ef_construction}")
+                for part in ("cjk", "NOT cjk"):
+                    database.execute(f'DROP INDEX IF EXISTS "geometry_{part.replace(" ", "_")}"')
+                    database.execute(
+                        f'CREATE INDEX "geometry_{part.replace(" ", "_")}" ON geometry_vector '
+                        f"USING hnsw (embedding halfvec_cosine_ops) WITH (m = {m}, ef_construction = {ef_construction}) "
+                        f"WHERE geometry = '{name}' AND {part}"
+                    )
+                exact = np.argsort(-(halfvec_rounded(queries) @ halfvec_rounded(documents).T), axis=1)[:, :K]
+                arrays = ["{" + ",".join(f'"{vector_literal(vector)}"' for vector in queries[start:start + BATCH]) + "}"
+                          for start in range(0, len(queries), BATCH)]
+                for ef_search in ef_searches:
+                    database.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+                    speed, recall = _search(database, name, arrays, exact)
+                    results.append({"vectors": name, "m": m, "ef_construction": ef_construction, "ef_search": ef_search,
+                                    "queries_per_s": round(speed), "recall": round(recall, 3)})
     return results
 
 
-def _text_array(vectors: np.ndarray) -> str:
-    """A halfvec[] literal: the same text path for every geometry (only their ratio counts)."""
-    return "{" + ",".join('"[' + ",".join(f"{value:.5f}" for value in vector) + ']"' for vector in vectors) + "}"
+def _search(database, name: str, arrays: list[str], exact: np.ndarray) -> tuple[float, float]:
+    """Queries/s and recall of the 30-nearest search, both script parts in one statement as in production."""
+    branch = ("(SELECT id, embedding <=> queries.embedding AS distance FROM geometry_vector "
+              f"WHERE geometry = '{name}' AND {{part}} ORDER BY embedding <=> queries.embedding LIMIT {K})")
+    found: list[set[int]] = [set() for _ in exact]
+    started = time.perf_counter()
+    for batch, array in enumerate(arrays):
+        rows = database.execute(
+            f"""WITH queries AS MATERIALIZED (
+                    SELECT position, embedding FROM unnest(%s::halfvec[]) WITH ORDINALITY AS q(embedding, position))
+                SELECT queries.position, hit.id FROM queries CROSS JOIN LATERAL (
+                    SELECT found.id FROM ({branch.format(part="cjk")} UNION ALL {branch.format(part="NOT cjk")})
+                    AS found ORDER BY found.distance LIMIT {K}) AS hit""",
+            [array],
+        ).fetchall()
+        for position, identifier in rows:
+            found[batch * BATCH + position - 1].add(identifier)
+    seconds = time.perf_counter() - started
+    recall = float(np.mean([len(hits & set(truth.tolist())) / K for hits, truth in zip(found, exact)]))
+    return len(exact) / seconds, recall
 
 
 def main(argv: list[str]) -> None:
@@ -126,8 +146,19 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     parser.add_argument("--descriptions", nargs="+", type=Path, default=DEFAULT_DESCRIPTIONS,
                         help="labelled CSV files whose descriptions are the queries (default: the hsbench dev files)")
-    parser.add_argument("--ef-search", type=int, default=200)
+    parser.add_argument("--ef-search", default="200", help="comma-separated hnsw.ef_search values (default 200)")
+    parser.add_argument("--graphs", default="16:64",
+                        help="comma-separated HNSW graphs as m:ef_construction (default 16:64, production's)")
+    parser.add_argument("--vectors", default="model,lexical,random",
+                        help="comma-separated geometries to measure (default model,lexical,random)")
     arguments = parser.parse_args(argv)
+    ef_searches = [int(value) for value in arguments.ef_search.split(",")]
+    graphs = [tuple(int(part) for part in graph.split(":")) for graph in arguments.graphs.split(",")]
+    wanted = arguments.vectors.split(",")
+
+    def log(message: str) -> None:
+        if not arguments.json:
+            print(message, file=sys.stderr, flush=True)
 
     import django
     import psycopg
@@ -138,15 +169,18 @@ def main(argv: list[str]) -> None:
     from embeddings.double import VectorTable
     from embeddings.services import embed_queries
     from embeddings.store import active_space
+    from verifier.normalization import contains_cjk
 
     space = active_space()
     _, texts, model_documents = knowledge_base(space)
     descriptions = read_descriptions(arguments.descriptions)
-    model_queries = embed_queries(descriptions, task="hs_code", space=space)
-    geometries = {"model": (model_documents, model_queries)}
-    for name in ("lexical", "random"):
-        table = VectorTable(space.dimensions, geometry=name)
-        geometries[name] = (table.vectors(texts, space.dimensions), table.vectors(descriptions, space.dimensions))
+    geometries = {}
+    for name in wanted:
+        if name == "model":
+            geometries[name] = (model_documents, embed_queries(descriptions, task="hs_code", space=space))
+        else:
+            table = VectorTable(space.dimensions, geometry=name)
+            geometries[name] = (table.vectors(texts, space.dimensions), table.vectors(descriptions, space.dimensions))
     mean_cosine = {name: round(float((queries[:200] @ documents.T).mean()), 3)
                    for name, (documents, queries) in geometries.items()}
 
@@ -156,13 +190,18 @@ def main(argv: list[str]) -> None:
     with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}"')
         admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-    results = search_speed_and_recall(f"{server}/{DATABASE_NAME}", geometries, ef_search=arguments.ef_search)
+    results = search_speed_and_recall(
+        f"{server}/{DATABASE_NAME}", geometries, cjk=np.array([contains_cjk(text) for text in texts]),
+        graphs=graphs, ef_searches=ef_searches, log=log,
+    )
+    first = [result for result in results if (result["m"], result["ef_construction"]) == graphs[0]
+             and result["ef_search"] == ef_searches[0]]
     emit({
-        "queries_per_s": {name: round(speed) for name, (speed, _) in results.items()},
-        "recall": {name: round(recall, 3) for name, (_, recall) in results.items()},
-        "mean_cosine": mean_cosine,
-        "ef_search": arguments.ef_search, "entries": len(texts), "queries": len(descriptions),
-        "model": space.model_name,
+        # The first graph at the first ef_search, per geometry; every combination is in `results`.
+        "queries_per_s": {result["vectors"]: result["queries_per_s"] for result in first},
+        "recall": {result["vectors"]: result["recall"] for result in first},
+        "mean_cosine": mean_cosine, "results": results,
+        "entries": len(texts), "queries": len(descriptions), "model": space.model_name,
         "details": {"machine": machine_description(), "server": urlsplit(server).hostname},
     }, as_json_only=arguments.json)
 

@@ -330,7 +330,7 @@ def evaluate_labelled(rows: list[LabelledDescription]) -> EvaluationReport:
     Reads only: nothing is stored as a reference, no item or verdict is written.
     """
     from .models import DeclarationBatch
-    from .normalization import meaningless_reason, normalize_description
+    from .normalization import meaningless_reason
     from .routing import load_thresholds, route, route_meaningless
     from .services import glossary_mapping
 
@@ -339,8 +339,8 @@ def evaluate_labelled(rows: list[LabelledDescription]) -> EvaluationReport:
     glossary = glossary_mapping()
     for start in range(0, len(rows), EVALUATION_BATCH_SIZE):
         batch = rows[start:start + EVALUATION_BATCH_SIZE]
-        normalized = [normalize_description(row.description, glossary=glossary) for row in batch]
-        searchable = [i for i, row in enumerate(batch) if not meaningless_reason(row.description) and normalized[i]]
+        normalized = _search_texts(batch, glossary=glossary)
+        searchable = [i for i, text in enumerate(normalized) if text]
         evidence_lists = dict(zip(searchable, find_evidence([normalized[i] for i in searchable])))
         for position, row in enumerate(batch):
             report.n += 1
@@ -372,12 +372,17 @@ def evaluate_labelled(rows: list[LabelledDescription]) -> EvaluationReport:
 
 def searchable_descriptions(rows: list[LabelledDescription]) -> list[str]:
     """The normalised descriptions evaluate_labelled searches for (meaningless ones get no search)."""
-    from .normalization import meaningless_reason, normalize_description
     from .services import glossary_mapping
 
-    glossary = glossary_mapping()
-    normalized = [(row, normalize_description(row.description, glossary=glossary)) for row in rows]
-    return [text for row, text in normalized if text and not meaningless_reason(row.description)]
+    return [text for text in _search_texts(rows, glossary=glossary_mapping()) if text]
+
+
+def _search_texts(rows: list[LabelledDescription], *, glossary: dict[str, str]) -> list[str]:
+    """Each row's normalised description, or "" where it gets no search (empty or meaningless)."""
+    from .normalization import meaningless_reason, normalize_description
+
+    texts = [normalize_description(row.description, glossary=glossary) for row in rows]
+    return [text if text and not meaningless_reason(row.description) else "" for row, text in zip(rows, texts)]
 
 
 @dataclass(frozen=True)
