@@ -1,18 +1,25 @@
-"""GET /healthz: the embedding endpoint's reachability, model and dimension, and whether they fit the spaces."""
+"""GET /healthz (liveness, public, no I/O) and GET /readyz (readiness, staff: endpoint, database, broker)."""
 from __future__ import annotations
 
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .selectors import endpoint_health
+from .health import liveness_response, readiness_report
+
+
+@require_GET
+def healthz(request) -> JsonResponse:
+    # Normally answered by embeddings.health.LivenessProbeMiddleware before this view is reached.
+    return liveness_response()
 
 
 @never_cache
 @require_GET
-def healthz(request) -> JsonResponse:
-    # Unauthenticated on purpose: load balancers and orchestrators call it. It reveals no data, only wiring.
-    # An unreachable endpoint is "degraded" but still 200: pages work and embedding work waits in PostgreSQL,
-    # so restarting web would not help. An endpoint serving unusable vectors is 503.
-    report = endpoint_health()
-    return JsonResponse(report, status=503 if report["status"] == "misconfigured" else 200)
+@staff_member_required
+def readyz(request) -> JsonResponse:
+    # Staff only: the report names internal URLs and error texts. "degraded" (endpoint unreachable) is still
+    # 200: pages work and embedding work waits in PostgreSQL. Unusable vectors or no database/broker: 503.
+    report = readiness_report()
+    return JsonResponse(report, status=503 if report["status"] in ("misconfigured", "unavailable") else 200)

@@ -1,4 +1,4 @@
-"""Health: /healthz, the embedding_health command, and the worker's refusal to start on a wrong endpoint."""
+"""Health: /healthz (liveness), /readyz (readiness, staff), the embedding_health command, and the worker's refusal to start on a wrong endpoint."""
 from __future__ import annotations
 
 import json
@@ -47,6 +47,66 @@ def own_empty_database_url():
 
 
 @pytest.fixture
+def staff_client(client, django_user_model):
+    """An officer (staff, not superuser): readiness names internal URLs, so it is for staff only."""
+    officer = django_user_model.objects.create_user(username="health-officer", password="x-unused-x", is_staff=True)
+    client.force_login(officer)
+    return client
+
+
+@pytest.fixture
+def hanging_endpoint(settings):
+    """An endpoint that accepts connections and never answers (SGLang stuck on a GPU)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    settings.EMBEDDING_BASE_URL = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    settings.EMBEDDING_TIMEOUT_SECONDS = 30.0
+    reset_client()
+    yield settings.EMBEDDING_BASE_URL
+    listener.close()
+    reset_client()
+
+
+def test_liveness_answers_a_container_probe_in_production_while_the_endpoint_hangs(client, settings, hanging_endpoint):
+    import time
+
+    # compose's probe: plain http to localhost:8000, with production's redirect and host list in force.
+    settings.DEBUG = False
+    settings.SECURE_SSL_REDIRECT = True
+    settings.ALLOWED_HOSTS = ["customs.example.org"]
+    durations = []
+    for _ in range(20):
+        started = time.perf_counter()
+        response = client.get("/healthz", HTTP_HOST="localhost:8000")
+        durations.append(time.perf_counter() - started)
+        assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert sorted(durations)[len(durations) // 2] < 0.05
+    assert b"127.0.0.1" not in response.content and response["Cache-Control"] == "no-store"
+
+
+def test_readiness_is_for_staff_only(client):
+    response = client.get("/readyz")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_readiness_checks_the_database_and_the_broker(staff_client, gateway_on_double):
+    report = staff_client.get("/readyz").json()
+    assert report["database"] == {"reachable": True, "error": None}
+    assert report["broker"] == {"reachable": True, "error": None}
+    assert report["status"] == "ok"
+
+
+def test_readiness_is_unavailable_without_a_broker(staff_client, gateway_on_double, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    response = staff_client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable" and response.json()["broker"]["reachable"] is False
+
+
+@pytest.fixture
 def wrong_dimension_endpoint(settings):
     """An endpoint that calls itself Qwen3-Embedding-0.6B but serves 768-dimensional vectors."""
     with run_embedding_double(dimensions=768) as double:
@@ -58,9 +118,9 @@ def wrong_dimension_endpoint(settings):
     reset_client()
 
 
-def test_it_reports_a_healthy_endpoint_matching_the_active_space(client, gateway_on_double):
+def test_it_reports_a_healthy_endpoint_matching_the_active_space(staff_client, gateway_on_double):
     active_space()
-    response = client.get("/healthz")
+    response = staff_client.get("/readyz")
     assert response.status_code == 200
     report = response.json()
     assert report["status"] == "ok"
@@ -71,27 +131,27 @@ def test_it_reports_a_healthy_endpoint_matching_the_active_space(client, gateway
     assert set(report["cache"]["process"]) == {"hits", "misses", "hit_rate"}
 
 
-def test_it_reports_an_unreachable_endpoint(client, gateway_on_double):
+def test_it_reports_an_unreachable_endpoint(staff_client, gateway_on_double):
     active_space()
     gateway_on_double.fail_always("503")
-    response = client.get("/healthz")
+    response = staff_client.get("/readyz")
     assert response.status_code == 200  # web still serves; embedding work waits as pending items
     report = response.json()
     assert report["status"] == "degraded" and report["endpoint"]["reachable"] is False
     assert "503" in report["endpoint"]["error"]
 
 
-def test_it_reports_an_endpoint_serving_another_dimension(client, gateway_on_double, wrong_dimension_endpoint):
+def test_it_reports_an_endpoint_serving_another_dimension(staff_client, gateway_on_double, wrong_dimension_endpoint):
     active_space()  # created while the right endpoint was configured: Qwen3, 1024
-    response = client.get("/healthz")
+    response = staff_client.get("/readyz")
     assert response.status_code == 503
     report = response.json()
     assert report["status"] == "misconfigured" and report["endpoint"]["dimensions"] == 768
     assert report["matches_active_space"] is False and report["matches_configured_space"] is False
 
 
-def test_it_is_healthy_on_a_fresh_install_with_no_space_yet(client, gateway_on_double):
-    response = client.get("/healthz")
+def test_it_is_healthy_on_a_fresh_install_with_no_space_yet(staff_client, gateway_on_double):
+    response = staff_client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok" and response.json()["active_space"] is None
 
