@@ -8,6 +8,8 @@ from django.db import transaction
 
 from embeddings.errors import EmbeddingError
 
+from .locks import one_run_at_a_time
+
 # One task run works this long, then queues the next run: progress is saved per chunk either way.
 BUILD_SLICE_SECONDS = 60
 
@@ -37,7 +39,8 @@ def drop_retired_embedding_spaces() -> int:
 
 
 @shared_task(name="embeddings.sync_embeddings", acks_late=True)
-def sync_embeddings() -> dict:
+@one_run_at_a_time("embeddings.sync_embeddings")
+def sync_embeddings() -> dict | None:
     from embeddings.services import sync_embeddings as sync
 
     report = sync()

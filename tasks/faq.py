@@ -5,8 +5,11 @@ from celery import shared_task
 
 from embeddings.errors import EmbeddingError
 
+from .locks import one_run_at_a_time
+
 
 @shared_task(name="faq.index_pending_wordings", autoretry_for=(EmbeddingError,), retry_backoff=5, retry_backoff_max=60, max_retries=10)
+@one_run_at_a_time("faq.index_pending_wordings")
 def index_pending_wordings(refit: bool = False) -> int:
     """Embed wordings without a vector (queued on commit after library edits; beat also sweeps every minute)."""
     from faq.services import index_wordings, refit_classifier
@@ -18,6 +21,7 @@ def index_pending_wordings(refit: bool = False) -> int:
 
 
 @shared_task(name="faq.match_pending_inquiries")
+@one_run_at_a_time("faq.match_pending_inquiries")
 def match_pending_inquiries() -> int:
     """Match inquiries saved while the embedding endpoint was down."""
     from faq.services import match_pending_inquiries as match
@@ -34,6 +38,7 @@ def refit_faq_classifier() -> None:
 
 
 @shared_task(name="faq.cluster_unanswered_inquiries")
+@one_run_at_a_time("faq.cluster_unanswered_inquiries")
 def cluster_unanswered_inquiries() -> int:
     """Group unanswered and escalated inquiries into topic clusters."""
     from faq.clustering import cluster_inquiries

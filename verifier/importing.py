@@ -46,6 +46,8 @@ class ItemRow:
     row_number: int
     fields: dict  # DeclarationItem field values
     identity_key: str
+    # What the row says (content_hash(fields)): a known key with another content is a new version.
+    content_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -211,17 +213,32 @@ def parse_record(record: dict, *, row_number: int, raw: str = "", require_code: 
         "language": clean["language"].lower(),
         "extra": {key: value for key, value in values.items() if key not in KNOWN_COLUMNS and key != ""},
     }
-    return ItemRow(row_number=row_number, fields=fields, identity_key=identity_key(fields))
+    return ItemRow(row_number=row_number, fields=fields, identity_key=identity_key(fields),
+                   content_hash=content_hash(fields))
+
+
+# The fields that make an item's content: an item without an id is known by them, and a known id
+# submitted with any of them changed is a new version of its item.
+CONTENT_FIELDS = (
+    "description_raw", "product_name", "spec", "declared_code", "origin", "quantity", "unit", "value", "currency",
+)
 
 
 def identity_key(fields: dict) -> str:
-    """The key that recognises an item imported again: its declaration id and item number, else its content."""
+    """The key that recognises an item imported again: its declaration id and item number, else its content.
+
+    Scoped to the submitting account where it is stored (DeclarationItem.submitter), not here.
+    """
     if fields["external_id"]:
         parts = ["id", fields["external_id"], fields["item_no"]]
     else:
-        parts = ["content"] + [str(fields[name] if fields[name] is not None else "") for name in (
-            "description_raw", "product_name", "spec", "declared_code", "origin", "quantity", "unit", "value", "currency",
-        )]
+        parts = ["content"] + [str(fields[name] if fields[name] is not None else "") for name in CONTENT_FIELDS]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def content_hash(fields: dict) -> str:
+    """sha256 hex of what an item says (CONTENT_FIELDS): equal for an identical re-submission."""
+    parts = [str(fields[name] if fields.get(name) is not None else "") for name in CONTENT_FIELDS]
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 

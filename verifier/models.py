@@ -138,6 +138,10 @@ class DeclarationBatch(models.Model):
     rows_rejected = models.PositiveIntegerField(default=0)
     # Why a whole import failed (unreadable file); bad rows are ImportRowError rows instead.
     failure_reason = models.TextField(blank=True)
+    # Import runs started (or re-queued by the sweeper) and when the last one was: a batch left in
+    # `importing` by a lost worker is resumed, and failed with the reason after MAX_IMPORT_ATTEMPTS.
+    import_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    import_attempted_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="declaration_batches"
     )
@@ -164,8 +168,17 @@ class DeclarationItem(models.Model):
     external_id = models.CharField(max_length=64, blank=True)
     item_no = models.CharField(max_length=16, blank=True)
     # sha256 hex of (external_id, item_no), or of the item's content when it has no id: the same item
-    # imported again (in any batch) is recognised and not duplicated.
+    # submitted again by the same account (in any batch) is recognised and not duplicated.
     identity_key = models.CharField(max_length=64)
+    # The account that submitted it (its batch's creator; none for the command line): identity keys are
+    # scoped to it, so another submitter's identical id is their own item, judged on its own.
+    submitter = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="submitted_declaration_items"
+    )
+    # A re-submission of a known item with changed content is a new version, judged again; the earlier
+    # versions keep their verdicts as the item's history. content_hash tells changed from identical.
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    content_hash = models.CharField(max_length=64, blank=True, default="", db_default="")
     product_name = models.CharField(max_length=500, blank=True)
     spec = models.CharField(max_length=500, blank=True)
     description_raw = models.TextField()
@@ -181,14 +194,19 @@ class DeclarationItem(models.Model):
     extra = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # The task (Celery task id) that claimed it: a message redelivered after its worker died takes it back.
+    claimed_by = models.CharField(max_length=64, blank=True, default="", db_default="")
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            # Used by: the importer's INSERT ... ON CONFLICT DO NOTHING (re-imported items are skipped).
-            models.UniqueConstraint(fields=["identity_key"], name="declaration_item_identity_unique"),
+            # Used by: the importer's INSERT ... ON CONFLICT DO NOTHING (re-imported items are skipped) and
+            # its lookup of a key's latest version. NULLS NOT DISTINCT: command-line items share one scope.
+            models.UniqueConstraint(fields=["submitter", "identity_key", "version"],
+                                    name="declaration_item_submitter_identity_version_unique",
+                                    nulls_distinct=False),
         ]
         indexes = [
             # Used by: pipeline.claim_items (status = pending ORDER BY id ... FOR UPDATE SKIP LOCKED) and the
@@ -234,6 +252,8 @@ class Verdict(models.Model):
     space = models.ForeignKey("embeddings.EmbeddingSpace", null=True, blank=True, on_delete=models.SET_NULL)
     # Set by review: the tier the officer settled, so the queue shows what is left.
     reviewed = models.BooleanField(default=False)
+    # How many times the pipeline wrote this verdict: 1 unless the item was judged twice (fault tests check it).
+    writes = models.PositiveIntegerField(default=1, db_default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

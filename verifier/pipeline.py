@@ -1,9 +1,13 @@
 """The verification pipeline: claim pending items, embed and judge them in batches, write verdicts.
 
-Item state lives in PostgreSQL (pending -> processing -> verified), so a lost task or a
-dead worker costs a retry, never an item: the sweeper returns work stuck in
-`processing` to `pending`. Every step is safe to run twice: a verdict is unique per
-item and written with an upsert.
+Item state lives in PostgreSQL (pending -> processing -> verified | failed), so a lost task or a
+dead worker costs a retry, never an item: a redelivered task message takes back what its first
+delivery claimed, and the sweeper returns work stuck in `processing` to `pending`. Every failure
+counts an attempt; past MAX_ATTEMPTS the item is `failed` with the reason, so work always ends.
+One bad item never holds back its chunk: a chunk that raises is split in halves down to single
+items, and items that were in a chunk when its worker died are claimed again in ever smaller chunks.
+Every step is safe to run twice: a verdict is unique per item and written with an upsert that
+counts its writes (Verdict.writes), so a test can see an item judged twice.
 """
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
@@ -35,37 +40,65 @@ MAX_ATTEMPTS = 8
 EVIDENCE_KEPT = 10
 
 
-def claim_items(*, limit: int = CLAIM_CHUNK_ITEMS) -> tuple[list[DeclarationItem], datetime]:
+def claim_items(*, limit: int = CLAIM_CHUNK_ITEMS, claimant: str = "") -> tuple[list[DeclarationItem], datetime]:
     """Claim up to `limit` pending items for this worker: SELECT ... FOR UPDATE SKIP LOCKED, then mark processing.
 
-    Two workers never claim the same item; the claim time identifies this claim when results are written.
+    Two workers never claim the same item; the claim time identifies this claim when results are written,
+    and `claimant` (the task's id) lets a redelivered message take back what its first delivery claimed.
+    Items that failed before are claimed in smaller chunks (retry_chunk_limit): a worker killed by one
+    item then costs its neighbours fewer attempts each time, until the culprit is judged alone.
     """
     claimed_at = timezone.now()
     with transaction.atomic():
-        ids = list(
+        candidates = list(
             DeclarationItem.objects.select_for_update(skip_locked=True)
             .filter(status=DeclarationItem.Status.PENDING)
             .order_by("id")
-            .values_list("id", flat=True)[:limit]
+            .values_list("id", "attempts")[:limit]
         )
+        ids: list[int] = []
+        allowed = limit
+        for item_id, attempts in candidates:
+            allowed = min(allowed, retry_chunk_limit(limit, attempts))
+            if len(ids) >= allowed:
+                break
+            ids.append(item_id)
         if ids:
             DeclarationItem.objects.filter(id__in=ids).update(
-                status=DeclarationItem.Status.PROCESSING, claimed_at=claimed_at
+                status=DeclarationItem.Status.PROCESSING, claimed_at=claimed_at, claimed_by=claimant[:64]
             )
     items = list(DeclarationItem.objects.filter(id__in=ids).select_related("batch").order_by("id"))
     return items, claimed_at
 
 
-def process_pending(*, chunk_size: int = CLAIM_CHUNK_ITEMS, time_budget_seconds: float | None = None) -> int:
-    """Claim and judge chunks until no item is pending (or the time budget is spent). Returns items verified."""
+def retry_chunk_limit(limit: int, attempts: int) -> int:
+    """How many items a chunk may hold when one of them already failed `attempts` times.
+
+    A quarter per attempt: a chunk of 500 whose worker was killed is retried as 125, 31, 7, then 1,
+    so an item that kills its worker is alone by its fifth attempt, well before MAX_ATTEMPTS, and
+    fails by itself; its former neighbours are judged in the smaller chunks on the way.
+    """
+    return max(1, limit >> (2 * attempts))
+
+
+def process_pending(
+    *, chunk_size: int = CLAIM_CHUNK_ITEMS, time_budget_seconds: float | None = None, claimant: str = "",
+) -> int:
+    """Claim and judge chunks until no item is pending (or the time budget is spent). Returns items verified.
+
+    `claimant`: the task's id. A message delivered again after its worker died (acks_late with
+    reject_on_worker_lost) first takes back the items its earlier delivery left in `processing`.
+    """
     started = time.monotonic()
     verified = 0
+    if claimant:
+        take_back_lost_claim(claimant=claimant)
     while time_budget_seconds is None or time.monotonic() - started < time_budget_seconds:
-        items, claimed_at = claim_items(limit=chunk_size)
+        items, claimed_at = claim_items(limit=chunk_size, claimant=claimant)
         if not items:
             break
         try:
-            verified += judge_items(items=items, claimed_at=claimed_at)
+            verified += judge_isolating_failures(items=items, claimed_at=claimed_at)
         except EmbeddingError as error:
             # An open circuit made no call: the items were not tried, so it costs them no attempt.
             release_items(items=items, claimed_at=claimed_at, error=str(error),
@@ -73,6 +106,33 @@ def process_pending(*, chunk_size: int = CLAIM_CHUNK_ITEMS, time_budget_seconds:
             logger.warning("verification of %d items postponed: %s", len(items), error)
             break
     return verified
+
+
+# Errors that say nothing about the items: the endpoint or the database is down, or the task ran out of
+# time. Splitting the chunk would only spend every item's attempts on an outage.
+NOT_ITEM_FAILURES = (EmbeddingError, OperationalError, InterfaceError, SoftTimeLimitExceeded)
+
+
+def judge_isolating_failures(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
+    """Judge a claimed chunk; when it raises, judge its halves, down to single items.
+
+    A single item that still raises is released with the error (one attempt; failed past MAX_ATTEMPTS),
+    and the rest of its chunk is verified. Outages (NOT_ITEM_FAILURES) are raised to the caller.
+    """
+    try:
+        return judge_items(items=items, claimed_at=claimed_at)
+    except NOT_ITEM_FAILURES:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of one item must not stop the others
+        if len(items) == 1:
+            logger.exception("item %s could not be judged", items[0].pk)
+            release_items(items=items, claimed_at=claimed_at, error=f"{type(error).__name__}: {error}")
+            return 0
+        logger.warning("a chunk of %d items failed (%s: %s); judging its halves", len(items),
+                       type(error).__name__, error)
+        middle = len(items) // 2
+        return (judge_isolating_failures(items=items[:middle], claimed_at=claimed_at)
+                + judge_isolating_failures(items=items[middle:], claimed_at=claimed_at))
 
 
 def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
@@ -191,7 +251,9 @@ def upsert_verdicts(verdicts: list[Verdict]) -> None:
                 confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
                 best_similarity = EXCLUDED.best_similarity, tier = EXCLUDED.tier, risk = EXCLUDED.risk,
                 anomalies = EXCLUDED.anomalies, evidence = EXCLUDED.evidence, final_code = EXCLUDED.final_code,
-                space_id = EXCLUDED.space_id, reviewed = EXCLUDED.reviewed
+                space_id = EXCLUDED.space_id, reviewed = EXCLUDED.reviewed,
+                -- Counted, never reset: a verdict written twice means an item was judged twice.
+                writes = verifier_verdict.writes + 1
             """,
             columns, prepare=False,
         )
@@ -205,7 +267,7 @@ def mark_verified(*, normalized: dict[int, str]) -> None:
         cursor.execute(
             """
             UPDATE verifier_declarationitem AS item
-            SET status = %s, last_error = '', description_normalized = judged.normalized
+            SET status = %s, last_error = '', claimed_by = '', description_normalized = judged.normalized
             FROM unnest(%s::bigint[], %s::text[]) AS judged(id, normalized)
             WHERE item.id = judged.id
             """,
@@ -254,23 +316,65 @@ def release_items(*, items: list[DeclarationItem], claimed_at: datetime, error: 
         claimed = DeclarationItem.objects.filter(id__in=ids, status=DeclarationItem.Status.PROCESSING,
                                                  claimed_at=claimed_at)
         if not count_attempt:
-            claimed.update(status=DeclarationItem.Status.PENDING, claimed_at=None, last_error=error[:2000])
+            claimed.update(status=DeclarationItem.Status.PENDING, claimed_at=None, claimed_by="",
+                           last_error=error[:2000])
             return
-        claimed.filter(attempts__gte=MAX_ATTEMPTS - 1).update(
-            status=DeclarationItem.Status.FAILED, attempts=F("attempts") + 1, claimed_at=None, last_error=error[:2000],
-        )
-        claimed.update(status=DeclarationItem.Status.PENDING, attempts=F("attempts") + 1, claimed_at=None,
-                       last_error=error[:2000])
+        _count_failed_attempt(claimed, error=error)
     finish_batches(batch_ids={item.batch_id for item in items})
 
 
+def _count_failed_attempt(claimed, *, error: str) -> None:
+    """One more attempt for these claimed items: back to pending, or failed with `error` past MAX_ATTEMPTS."""
+    claimed.filter(attempts__gte=MAX_ATTEMPTS - 1).update(
+        status=DeclarationItem.Status.FAILED, attempts=F("attempts") + 1, claimed_at=None, claimed_by="",
+        last_error=error[:2000],
+    )
+    claimed.update(status=DeclarationItem.Status.PENDING, attempts=F("attempts") + 1, claimed_at=None,
+                   claimed_by="", last_error=error[:2000])
+
+
+# What an item's last_error says when its worker vanished while judging it (killed, out of memory,
+# past the time limit): nothing else is known about it.
+WORKER_LOST_ERROR = "the worker judging this item was lost (killed, out of memory or past its time limit)"
+
+
+def take_back_lost_claim(*, claimant: str) -> int:
+    """Items a task's earlier delivery left in `processing` (its worker died): count the attempt, requeue.
+
+    Only a redelivered message has such items; for a first delivery this is one indexed query.
+    """
+    with transaction.atomic():
+        lost = dict(DeclarationItem.objects.select_for_update().filter(
+            status=DeclarationItem.Status.PROCESSING, claimed_by=claimant[:64]).values_list("id", "batch_id"))
+        if not lost:
+            return 0
+        _count_failed_attempt(DeclarationItem.objects.filter(
+            id__in=list(lost), status=DeclarationItem.Status.PROCESSING), error=WORKER_LOST_ERROR)
+    count, batch_ids = len(lost), set(lost.values())
+    logger.warning("task %s was delivered again: took back %d items its first delivery claimed", claimant, count)
+    finish_batches(batch_ids=batch_ids)
+    return count
+
+
 def sweep_stuck_items(*, older_than_seconds: int | None = None) -> int:
-    """Return items left in `processing` past the timeout (their worker died) to `pending`. Returns how many."""
+    """Return items left in `processing` past the timeout (their worker died) to `pending`. Returns how many.
+
+    Each sweep is an attempt: an item whose worker dies every time (it kills the worker) is failed
+    after MAX_ATTEMPTS with the reason, and its batch can finish.
+    """
     timeout = older_than_seconds if older_than_seconds is not None else settings.STUCK_WORK_TIMEOUT_SECONDS
     cutoff = timezone.now() - timedelta(seconds=timeout)
-    return DeclarationItem.objects.filter(
-        status=DeclarationItem.Status.PROCESSING, claimed_at__lt=cutoff
-    ).update(status=DeclarationItem.Status.PENDING, claimed_at=None, attempts=F("attempts") + 1)
+    with transaction.atomic():
+        # SKIP LOCKED: a worker writing its verdicts right now holds these rows, and is not stuck.
+        stuck = dict(DeclarationItem.objects.select_for_update(skip_locked=True).filter(
+            status=DeclarationItem.Status.PROCESSING, claimed_at__lt=cutoff).values_list("id", "batch_id"))
+        if not stuck:
+            return 0
+        _count_failed_attempt(DeclarationItem.objects.filter(
+            id__in=list(stuck), status=DeclarationItem.Status.PROCESSING), error=WORKER_LOST_ERROR)
+    count, batch_ids = len(stuck), set(stuck.values())
+    finish_batches(batch_ids=batch_ids)
+    return count
 
 
 def has_pending_items() -> bool:

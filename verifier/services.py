@@ -74,9 +74,11 @@ def import_rows(*, batch: DeclarationBatch, rows: Iterator[ItemRow | RowProblem]
     """Write parsed rows in chunks: items (or reference knowledge) with ON CONFLICT DO NOTHING, and row errors.
 
     Each chunk commits on its own, so a crash mid-file keeps what was imported and a re-run
-    does not duplicate it (identity keys are unique).
+    does not duplicate it (identity keys are unique per submitter and version). The counts are
+    taken from what the batch holds at the end, not from what this run inserted: a re-run after
+    an interrupted one reports every item of the batch as created, none of its own as duplicates.
     """
-    rows_read = created = rejected = 0
+    rows_read = rejected = 0
     reference_ids: list[int] = []
     for chunk in _chunks(rows, IMPORT_CHUNK_ROWS):
         good = [row for row in chunk if isinstance(row, ItemRow)]
@@ -89,11 +91,12 @@ def import_rows(*, batch: DeclarationBatch, rows: Iterator[ItemRow | RowProblem]
                                raw=_storable(row.raw)) for row in bad
             )
             if batch.is_reference:
-                entry_ids = _create_reference_entries(good)
-                reference_ids += entry_ids
-                created += len(entry_ids)
+                reference_ids += _create_reference_entries(good, since=batch.created_at)
             else:
-                created += _create_items(batch=batch, rows=good)
+                _create_items(batch=batch, rows=good)
+    # A key in two chunks of one file is one entry, found by both chunks.
+    reference_ids = list(dict.fromkeys(reference_ids))
+    created = len(reference_ids) if batch.is_reference else DeclarationItem.objects.filter(batch=batch).count()
     duplicates = rows_read - rejected - created
     with transaction.atomic():
         DeclarationBatch.objects.filter(pk=batch.pk).update(
@@ -109,22 +112,42 @@ def import_rows(*, batch: DeclarationBatch, rows: Iterator[ItemRow | RowProblem]
     return ImportReport(batch.pk, rows_read, created, duplicates, rejected)
 
 
-def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> int:
-    """Insert new items; items already known by identity key (in any batch) are skipped. Returns how many were new."""
+def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
+    """Insert new items and new versions of known ones (the batch's items are counted afterwards).
+
+    Identity is per submitter (the batch's creator): a key that account has not used is version 1;
+    a key whose latest version says something else (content_hash) gets the next version, judged
+    again while the earlier ones keep their verdicts; an identical re-submission inserts nothing.
+    """
     if not rows:
-        return 0
+        return
     # A key repeated inside one chunk would be two rows of one INSERT; keep the first.
     unique_rows = list({row.identity_key: row for row in reversed(rows)}.values())
-    before = DeclarationItem.objects.filter(batch=batch).count()
-    DeclarationItem.objects.bulk_create(
-        [DeclarationItem(batch=batch, identity_key=row.identity_key, **row.fields) for row in unique_rows],
-        ignore_conflicts=True,
-    )
-    return DeclarationItem.objects.filter(batch=batch).count() - before
+    submitter_id = batch.created_by_id
+    latest: dict[str, tuple[int, str]] = {}
+    for key, version, digest in (
+        DeclarationItem.objects.filter(submitter_id=submitter_id, identity_key__in=[r.identity_key for r in unique_rows])
+        .order_by("identity_key", "-version").distinct("identity_key")
+        .values_list("identity_key", "version", "content_hash")
+    ):
+        latest[key] = (version, digest)
+    new_items = []
+    for row in unique_rows:
+        version, digest = latest.get(row.identity_key, (0, None))
+        if digest == row.content_hash:
+            continue  # the same item as submitted before: nothing to judge again
+        new_items.append(DeclarationItem(batch=batch, submitter_id=submitter_id, identity_key=row.identity_key,
+                                         version=version + 1, content_hash=row.content_hash, **row.fields))
+    # ON CONFLICT DO NOTHING: another import of the same key and version at the same moment won.
+    DeclarationItem.objects.bulk_create(new_items, ignore_conflicts=True)
 
 
-def _create_reference_entries(rows: Sequence[ItemRow]) -> list[int]:
-    """Approved historical declarations become reference evidence; returns the ids of the new entries."""
+def _create_reference_entries(rows: Sequence[ItemRow], *, since) -> list[int]:
+    """Approved historical declarations become reference evidence; returns the ids of this batch's entries.
+
+    Entries created at or after `since` (the batch's creation) count as this batch's: a re-run of an
+    interrupted reference import reports the ones its first run wrote as created, not as duplicates.
+    """
     if not rows:
         return []
     from .normalization import normalize_description
@@ -146,7 +169,7 @@ def _create_reference_entries(rows: Sequence[ItemRow]) -> list[int]:
     ]
     KnowledgeEntry.objects.bulk_create(entries, ignore_conflicts=True)
     return list(KnowledgeEntry.objects.filter(
-        source=KnowledgeEntry.Source.REFERENCE, identity_key__in=list(fresh)
+        source=KnowledgeEntry.Source.REFERENCE, identity_key__in=keys, created_at__gte=since,
     ).values_list("id", flat=True))
 
 

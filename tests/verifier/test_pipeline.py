@@ -222,3 +222,119 @@ def test_failed_items_can_be_verified_again(knowledge_base):
     item.refresh_from_db()
     batch.refresh_from_db()
     assert item.status == DeclarationItem.Status.VERIFIED and batch.status == DeclarationBatch.Status.DONE
+
+
+# --- failure paths: work always ends (issue 13) ----------------------------------------------
+
+
+def poison_description(monkeypatch, poison: str) -> None:
+    """Judging an item with this description raises (a bug in one item's data), every time."""
+    from verifier import recommendation
+
+    real_recommend = recommendation.recommend_hs_code
+    poisoned_evidence: set[int] = set()
+    real_find_evidence = recommendation.find_evidence
+
+    def find_evidence(descriptions, **options):
+        found = real_find_evidence(descriptions, **options)
+        poisoned_evidence.update(id(evidence) for text, evidence in zip(descriptions, found)
+                                 if text == normalize_description(poison))
+        return found
+
+    def recommend(evidence, **options):
+        if id(evidence) in poisoned_evidence:
+            raise ValueError("cannot vote on this item")
+        return real_recommend(evidence, **options)
+
+    monkeypatch.setattr(recommendation, "find_evidence", find_evidence)
+    monkeypatch.setattr(recommendation, "recommend_hs_code", recommend)
+
+
+def test_an_item_that_raises_never_holds_back_its_chunk_and_fails_after_max_attempts(knowledge_base, monkeypatch):
+    from verifier.pipeline import MAX_ATTEMPTS
+
+    batch = make_batch(status=DeclarationBatch.Status.PROCESSING)
+    good = [make_item(batch=batch, description_raw=knowledge_base[code], declared_code=code)
+            for code in ("851762", "610910", "090210", "420221") * 3]
+    bad = make_item(batch=batch, description_raw="poisoned cotton socks", declared_code="610910")
+    poison_description(monkeypatch, "poisoned cotton socks")
+
+    # The chunk is split around the bad item and the rest verified; the bad one is retried alone until
+    # its attempts are spent (a deterministic failure spends them at once: the run still ends).
+    assert process_pending() == len(good)
+
+    bad.refresh_from_db()
+    batch.refresh_from_db()
+    assert Verdict.objects.filter(item__in=good, writes=1).count() == len(good)
+    assert (bad.status, bad.attempts) == (DeclarationItem.Status.FAILED, MAX_ATTEMPTS)
+    assert bad.last_error == "ValueError: cannot vote on this item"
+    assert not Verdict.objects.filter(item=bad).exists()
+    assert batch.status == DeclarationBatch.Status.DONE  # the batch ends, with its failed item visible
+
+
+def test_the_sweeper_counts_attempts_and_fails_an_item_whose_worker_dies_every_time():
+    from verifier.pipeline import MAX_ATTEMPTS, WORKER_LOST_ERROR
+
+    batch = make_batch(status=DeclarationBatch.Status.PROCESSING)
+    item = make_item(batch=batch)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        assert [claimed.pk for claimed in claim_items()[0]] == [item.pk]  # a worker takes it, then is killed
+        DeclarationItem.objects.update(claimed_at=timezone.now() - timedelta(hours=1))
+        assert sweep_stuck_items(older_than_seconds=60) == 1
+        item.refresh_from_db()
+        assert item.attempts == attempt
+
+    batch.refresh_from_db()
+    assert (item.status, item.last_error) == (DeclarationItem.Status.FAILED, WORKER_LOST_ERROR)
+    assert claim_items()[0] == []
+    assert batch.status == DeclarationBatch.Status.DONE
+
+
+def test_an_item_that_kills_its_worker_ends_up_alone_and_its_neighbours_are_verified(knowledge_base):
+    """The culprit cannot be caught in Python (the process dies): retried chunks shrink until it is alone."""
+    from verifier.pipeline import MAX_ATTEMPTS
+
+    batch = make_batch(status=DeclarationBatch.Status.PROCESSING)
+    items = [make_item(batch=batch, description_raw=knowledge_base["090210"], declared_code="090210")
+             for _ in range(40)]
+    killer = items[17]
+    for _ in range(200):
+        claimed, claimed_at = claim_items(limit=32)
+        if not claimed:
+            break
+        if killer.pk in [item.pk for item in claimed]:  # the worker dies: nothing is written, the sweeper runs
+            DeclarationItem.objects.filter(claimed_at=claimed_at).update(claimed_at=claimed_at - timedelta(hours=1))
+            sweep_stuck_items(older_than_seconds=60)
+        else:
+            judge_items(items=claimed, claimed_at=claimed_at)
+
+    statuses = dict(DeclarationItem.objects.values_list("id", "status"))
+    assert statuses.pop(killer.pk) == DeclarationItem.Status.FAILED
+    assert set(statuses.values()) == {DeclarationItem.Status.VERIFIED}
+    assert max(DeclarationItem.objects.exclude(pk=killer.pk).values_list("attempts", flat=True)) < MAX_ATTEMPTS
+
+
+def test_a_redelivered_task_takes_back_the_items_its_first_delivery_claimed(knowledge_base):
+    batch = make_batch(status=DeclarationBatch.Status.PROCESSING)
+    items = [make_item(batch=batch, description_raw=knowledge_base["090210"], declared_code="090210")
+             for _ in range(3)]
+    claim_items(claimant="task-7")  # the first delivery claimed them, and its worker was killed
+
+    assert process_pending(claimant="task-8") == 0  # another task leaves a live claim alone
+    assert process_pending(claimant="task-7") == 3  # the same message, delivered again: no sweeper needed
+
+    assert set(DeclarationItem.objects.values_list("status", "attempts", "claimed_by")) == {
+        (DeclarationItem.Status.VERIFIED, 1, "")}
+    assert Verdict.objects.filter(item__in=items, writes=1).count() == 3
+
+
+def test_a_verdict_counts_its_writes(knowledge_base):
+    from verifier.pipeline import upsert_verdicts
+
+    item = make_item(description_raw=knowledge_base["090210"], declared_code="090210")
+    process_pending()
+    assert Verdict.objects.get(item=item).writes == 1
+
+    upsert_verdicts([Verdict.objects.get(item=item)])  # what judging the item again would do
+
+    assert Verdict.objects.get(item=item).writes == 2
