@@ -47,7 +47,7 @@ def index_knowledge_entries(*, entry_ids: list[int]) -> int:
 @shared_task(name="verification.import_uploaded_batch", acks_late=True, autoretry_for=(Exception,),
              retry_backoff=10, retry_backoff_max=300, max_retries=5)
 def import_uploaded_batch(*, batch_id: int) -> int:
-    """Import an uploaded declaration file (stored under MEDIA_ROOT) into its batch; a second run does nothing."""
+    """Import an uploaded declaration file (stored in PostgreSQL with its batch); a second run does nothing."""
     from verifier.services import import_uploaded_batch as import_batch
 
     report = import_batch(batch_id=batch_id)

@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 
 from .models import DeclarationBatch
+from .uploads import RefusedUpload, upload_limit_reason
 
 
 class UploadForm(forms.Form):
@@ -15,10 +16,12 @@ class UploadForm(forms.Form):
 
     def clean_file(self):
         uploaded = self.cleaned_data["file"]
+        # Cut off while it streamed in (verifier.uploads.SizeLimitedUploadHandler); the size check below
+        # covers files given to the form some other way.
+        if isinstance(uploaded, RefusedUpload):
+            raise forms.ValidationError(uploaded.reason)
         if uploaded.size > settings.UPLOAD_MAX_BYTES:
-            raise forms.ValidationError(
-                f"the file is {uploaded.size / 2**20:.0f} MiB; at most {settings.UPLOAD_MAX_BYTES / 2**20:.0f} MiB"
-            )
+            raise forms.ValidationError(upload_limit_reason(settings.UPLOAD_MAX_BYTES))
         if uploaded.size == 0:
             raise forms.ValidationError("the file is empty")
         return uploaded

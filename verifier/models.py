@@ -128,7 +128,8 @@ class DeclarationBatch(models.Model):
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.CHECK)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IMPORTING)
     file_name = models.CharField(max_length=255, blank=True)
-    # An uploaded file waiting for (or read by) the import task, relative to MEDIA_ROOT.
+    # Non-empty for an uploaded file: it waits in PostgreSQL (UploadedFileChunk rows, UPLOAD_STORED_IN_DATABASE)
+    # for the import task, which any worker can run; no filesystem is shared between web and workers.
     upload_path = models.CharField(max_length=500, blank=True)
     # Reference batches hold approved historical declarations: they become knowledge, not work.
     is_reference = models.BooleanField(default=False)
@@ -366,3 +367,25 @@ class HsPrototypeModel(models.Model):
 
     def __str__(self) -> str:
         return f"HS prototypes of space {self.space_id} ({self.entries} entries)"
+
+
+class UploadedFileChunk(models.Model):
+    """A piece of an uploaded declaration file, kept in PostgreSQL until a worker has imported it.
+
+    The web writes the file here in the same transaction as its batch (a failed upload leaves neither);
+    whichever worker takes the import task reads the pieces back in order. Deleted once imported.
+    """
+
+    # No index of its own: the unique constraint below starts with the batch.
+    batch = models.ForeignKey(DeclarationBatch, on_delete=models.CASCADE, related_name="upload_chunks", db_index=False)
+    position = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            # Used by: the import task's read of a batch's pieces in order.
+            models.UniqueConstraint(fields=["batch", "position"], name="uploaded_file_chunk_position_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"piece {self.position} of batch {self.batch_id}'s upload"

@@ -1,8 +1,10 @@
 """Writes of the verification domain: importing declarations, reviews, growing the knowledge base."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .importing import ItemRow, RowProblem, UnreadableFile, read_declaration_rows, records_from_objects
+from .models import UploadedFileChunk
 from .models import (
     DeclarationBatch,
     DeclarationItem,
@@ -330,26 +333,60 @@ def _withdraw_reference(*, item: DeclarationItem) -> None:
 
 
 # --- uploads: saved first, imported by a worker, so a big file never holds a web request -------
+# The file waits in PostgreSQL (UploadedFileChunk), which web and workers share; they share no filesystem.
+
+UPLOAD_STORED_IN_DATABASE = "database"
+# Size of one stored piece: big enough for few rows per file, small enough to stream through memory.
+UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 
 def accept_upload(
     *, uploaded_file, mode: str, is_reference: bool = False, created_by: AbstractBaseUser | None = None,
 ) -> DeclarationBatch:
-    """Store an uploaded file under MEDIA_ROOT and queue its import; the batch page polls its progress."""
-    batch = create_batch(source=DeclarationBatch.Source.FILE, mode=mode, file_name=Path(uploaded_file.name).name,
-                         is_reference=is_reference, created_by=created_by)
-    relative = Path("declarations") / str(batch.pk) / "upload"
-    target = Path(settings.MEDIA_ROOT) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as output:
-        for chunk in uploaded_file.chunks():
-            output.write(chunk)
-    DeclarationBatch.objects.filter(pk=batch.pk).update(upload_path=str(relative))
-    batch.upload_path = str(relative)
+    """Store an uploaded file in PostgreSQL with its batch, in one transaction, and queue its import.
+
+    The batch page polls the import's progress. A failure while storing leaves no batch behind.
+    """
     from tasks.verification import import_uploaded_batch
 
-    transaction.on_commit(lambda: import_uploaded_batch.delay(batch_id=batch.pk))
+    with transaction.atomic():
+        batch = create_batch(source=DeclarationBatch.Source.FILE, mode=mode, file_name=Path(uploaded_file.name).name,
+                             is_reference=is_reference, created_by=created_by)
+        for position, data in enumerate(_pieces(uploaded_file)):
+            UploadedFileChunk.objects.create(batch=batch, position=position, data=data)
+        DeclarationBatch.objects.filter(pk=batch.pk).update(upload_path=UPLOAD_STORED_IN_DATABASE)
+        batch.upload_path = UPLOAD_STORED_IN_DATABASE
+        transaction.on_commit(lambda: import_uploaded_batch.delay(batch_id=batch.pk))
     return batch
+
+
+def _pieces(uploaded_file) -> Iterator[bytes]:
+    """The file in UPLOAD_CHUNK_BYTES pieces (a file held in memory gives its chunks() as one piece)."""
+    buffer = bytearray()
+    for chunk in uploaded_file.chunks(UPLOAD_CHUNK_BYTES):
+        buffer += chunk
+        while len(buffer) >= UPLOAD_CHUNK_BYTES:
+            yield bytes(buffer[:UPLOAD_CHUNK_BYTES])
+            del buffer[:UPLOAD_CHUNK_BYTES]
+    if buffer:
+        yield bytes(buffer)
+
+
+@contextlib.contextmanager
+def stored_upload(*, batch: DeclarationBatch) -> Iterator[IO[bytes] | None]:
+    """The batch's uploaded file, copied from PostgreSQL into a temporary file of this worker; None if gone.
+
+    A local copy, because the reader checks the whole file's encoding before it reads rows (it seeks).
+    """
+    pieces = (UploadedFileChunk.objects.filter(batch=batch).order_by("position")
+              .values_list("data", flat=True).iterator(chunk_size=4))
+    with tempfile.TemporaryFile(prefix=f"upload-{batch.pk}-") as copy:
+        found = False
+        for data in pieces:
+            copy.write(data)
+            found = True
+        copy.seek(0)
+        yield copy if found else None
 
 
 def import_uploaded_batch(*, batch_id: int) -> ImportReport | None:
@@ -361,12 +398,12 @@ def import_uploaded_batch(*, batch_id: int) -> ImportReport | None:
         # A previous run may have died mid-file: its items stay (identity keys make this run skip them),
         # its row errors are reported again by this run.
         ImportRowError.objects.filter(batch=batch).delete()
-    path = Path(settings.MEDIA_ROOT) / batch.upload_path
-    if not path.is_file():
-        return _fail_batch(batch=batch, reason="the uploaded file is no longer on the server")
-    with path.open("rb") as stream:
+    with stored_upload(batch=batch) as stream:
+        if stream is None:
+            return _fail_batch(batch=batch, reason="the uploaded file is no longer stored on the server")
         report = import_declaration_file(batch=batch, stream=stream, file_name=batch.file_name)
-    path.unlink(missing_ok=True)
+    # Only once imported: a run that dies part-way leaves the file for the next run to resume.
+    UploadedFileChunk.objects.filter(batch=batch).delete()
     return report
 
 

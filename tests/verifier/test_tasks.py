@@ -42,16 +42,20 @@ def test_the_sweeper_requeues_work_of_a_dead_worker_and_it_gets_verified(knowled
     assert Verdict.objects.get(item=item).tier == Verdict.Tier.AUTO_PASS
 
 
-def test_importing_an_upload_twice_imports_it_once(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.FILE, file_name="items.csv",
-                                            upload_path="declarations/1/upload")
-    (tmp_path / "declarations" / "1").mkdir(parents=True)
-    (tmp_path / "declarations" / "1" / "upload").write_bytes(b"description,hs_code\ngreen tea,090210\n")
+def test_importing_an_upload_twice_imports_it_once(django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from verifier.models import UploadedFileChunk
+    from verifier.services import accept_upload
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = accept_upload(uploaded_file=SimpleUploadedFile("items.csv", b"description,hs_code\ngreen tea,090210\n"),
+                              mode=DeclarationBatch.Mode.CHECK)
 
     assert import_uploaded_batch(batch_id=batch.pk) == 1
     assert import_uploaded_batch(batch_id=batch.pk) == 0
     assert DeclarationItem.objects.filter(batch=batch).count() == 1
+    assert not UploadedFileChunk.objects.filter(batch=batch).exists()  # the stored file is dropped once imported
 
 
 def test_the_sweeper_closes_a_batch_whose_items_are_all_verified():
