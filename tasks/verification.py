@@ -23,10 +23,13 @@ def verify_pending_items(self) -> int:
 @shared_task(name="verification.sweep_stuck_items")
 @one_run_at_a_time("verification.sweep_stuck_items")
 def sweep_stuck_items() -> int:
-    """Return work stuck in processing to the queue, close finished batches, queue verification if anything waits."""
+    """Return stuck work to the queue (items, and uploads left importing), close finished batches,
+    queue verification if anything waits."""
     from verifier.pipeline import finish_batches, has_pending_items, sweep_stuck_items as sweep
+    from verifier.services import resume_stuck_imports
 
     swept = sweep()
+    resume_stuck_imports()
     finish_batches()
     if has_pending_items():
         verify_pending_items.delay()

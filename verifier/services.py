@@ -13,6 +13,7 @@ from typing import IO
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .importing import ItemRow, RowProblem, UnreadableFile, read_declaration_rows, records_from_objects
@@ -390,11 +391,30 @@ def stored_upload(*, batch: DeclarationBatch) -> Iterator[IO[bytes] | None]:
 
 
 def import_uploaded_batch(*, batch_id: int) -> ImportReport | None:
-    """Import a stored upload once: a batch already past `importing` is left alone (the task ran before)."""
+    """Import a stored upload once: a batch already past `importing` is left alone (the task ran before).
+
+    One run per batch at a time (an advisory lock, which dies with its worker); a later run after
+    an interrupted one resumes: items already imported are skipped and counted as the batch's own.
+    """
+    from tasks.locks import advisory_lock
+
+    with advisory_lock(import_lock_name(batch_id)) as acquired:
+        if not acquired:
+            return None  # this batch's import is running in another worker
+        return _import_uploaded_batch(batch_id=batch_id)
+
+
+def import_lock_name(batch_id: int) -> str:
+    return f"import-batch:{batch_id}"
+
+
+def _import_uploaded_batch(*, batch_id: int) -> ImportReport | None:
     with transaction.atomic():
         batch = DeclarationBatch.objects.select_for_update().get(pk=batch_id)
         if batch.status != DeclarationBatch.Status.IMPORTING or not batch.upload_path:
             return None
+        DeclarationBatch.objects.filter(pk=batch.pk).update(
+            import_attempts=F("import_attempts") + 1, import_attempted_at=timezone.now())
         # A previous run may have died mid-file: its items stay (identity keys make this run skip them),
         # its row errors are reported again by this run.
         ImportRowError.objects.filter(batch=batch).delete()
@@ -405,6 +425,39 @@ def import_uploaded_batch(*, batch_id: int) -> ImportReport | None:
     # Only once imported: a run that dies part-way leaves the file for the next run to resume.
     UploadedFileChunk.objects.filter(batch=batch).delete()
     return report
+
+
+# A batch whose import was started (or re-queued) this many times and is still `importing` is failed.
+MAX_IMPORT_ATTEMPTS = 5
+
+
+def resume_stuck_imports(*, older_than_seconds: int | None = None) -> tuple[int, int]:
+    """Re-queue the import of uploads left in `importing` (their worker was lost); returns (resumed, failed).
+
+    A batch counts as stuck when its last import run started (or its upload arrived) longer ago than
+    the stuck-work timeout and no worker holds its import lock. Past MAX_IMPORT_ATTEMPTS it is failed
+    with the reason instead; the items it imported so far stay and are verified.
+    """
+    from tasks.locks import lock_is_free
+    from tasks.verification import import_uploaded_batch as import_task
+
+    timeout = older_than_seconds if older_than_seconds is not None else settings.STUCK_WORK_TIMEOUT_SECONDS
+    cutoff = timezone.now() - timezone.timedelta(seconds=timeout)
+    stuck = DeclarationBatch.objects.filter(status=DeclarationBatch.Status.IMPORTING).exclude(upload_path="").filter(
+        Q(import_attempted_at__lt=cutoff) | Q(import_attempted_at__isnull=True, created_at__lt=cutoff))
+    resumed = failed = 0
+    for batch in stuck:
+        if not lock_is_free(import_lock_name(batch.pk)):
+            continue  # still importing, just slowly
+        if batch.import_attempts >= MAX_IMPORT_ATTEMPTS:
+            _fail_batch(batch=batch, reason=f"the import was started {batch.import_attempts} times and never "
+                                            "finished (its worker was lost each time); upload the file again")
+            failed += 1
+            continue
+        DeclarationBatch.objects.filter(pk=batch.pk).update(import_attempted_at=timezone.now())
+        transaction.on_commit(lambda batch_id=batch.pk: import_task.delay(batch_id=batch_id))
+        resumed += 1
+    return resumed, failed
 
 
 def save_calibration(*, space, chapter: str, calibration, note: str):

@@ -166,3 +166,75 @@ def test_it_reads_a_gb18030_file_whose_first_rows_are_plain_ascii():
     rows = list(read_declaration_rows(data, file_name="items.csv"))
 
     assert len(rows) == 20_001 and rows[-1].fields["description_raw"] == "绿茶"
+
+
+# --- identity per submitter, versions, true counts (issue 13) ----------------------------------
+
+
+def test_another_submitters_identical_id_is_their_own_item(django_user_model):
+    first = django_user_model.objects.create_user(username="broker-a", password="x" * 12)
+    second = django_user_model.objects.create_user(username="broker-b", password="x" * 12)
+    rows = [{"id": "D-1", "item_no": "1", "description": "green tea, 500 g bags", "hs_code": "090210"}]
+
+    _, mine = import_bytes(csv_bytes(rows), file_name="a.csv", created_by=first)
+    other_batch, theirs = import_bytes(csv_bytes(rows), file_name="b.csv", created_by=second)
+
+    assert (mine.items_created, theirs.items_created, theirs.duplicates) == (1, 1, 0)
+    assert DeclarationItem.objects.get(batch=other_batch).submitter == second
+
+
+def test_a_changed_resubmission_is_a_new_version_judged_again_and_an_identical_one_is_a_no_op(
+    django_user_model, knowledge_base,
+):
+    from verifier.models import Verdict
+    from verifier.pipeline import process_pending
+
+    broker = django_user_model.objects.create_user(username="broker", password="x" * 12)
+    original = [{"id": "D-9", "item_no": "1", "description": knowledge_base["090210"], "hs_code": "090210"}]
+    corrected = [{**original[0], "hs_code": "420221"}]
+    import_bytes(csv_bytes(original), file_name="first.csv", created_by=broker)
+    process_pending()
+
+    _, same_again = import_bytes(csv_bytes(original), file_name="same.csv", created_by=broker)
+    assert (same_again.items_created, same_again.duplicates) == (0, 1)
+
+    _, correction = import_bytes(csv_bytes(corrected), file_name="corrected.csv", created_by=broker)
+    assert (correction.items_created, correction.duplicates) == (1, 0)
+    process_pending()
+
+    versions = list(DeclarationItem.objects.filter(external_id="D-9").order_by("version"))
+    assert [(item.version, item.declared_code, item.status) for item in versions] == [
+        (1, "090210", DeclarationItem.Status.VERIFIED), (2, "420221", DeclarationItem.Status.VERIFIED)]
+    # The first verdict is kept as the item's history; the correction has its own.
+    assert Verdict.objects.get(item=versions[0]).final_code == "090210"
+    assert Verdict.objects.get(item=versions[1]).tier == Verdict.Tier.WARNING
+
+    _, back_to_first = import_bytes(csv_bytes(corrected), file_name="corrected-again.csv", created_by=broker)
+    assert back_to_first.items_created == 0
+
+
+def test_a_rerun_of_an_interrupted_import_counts_the_items_its_first_run_wrote(monkeypatch):
+    from verifier import services
+
+    rows = [{"id": f"R-{number}", "item_no": "1", "description": f"cotton towel {number}"} for number in range(10)]
+    batch = create_batch(source=DeclarationBatch.Source.FILE, file_name="big.csv")
+    monkeypatch.setattr(services, "IMPORT_CHUNK_ROWS", 4)
+    real_create_items = services._create_items
+    calls = []
+
+    def dies_after_two_chunks(**arguments):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConnectionError("worker lost")
+        return real_create_items(**arguments)
+
+    monkeypatch.setattr(services, "_create_items", dies_after_two_chunks)
+    with pytest.raises(ConnectionError):
+        import_declaration_file(batch=batch, stream=csv_bytes(rows), file_name="big.csv")
+    monkeypatch.setattr(services, "_create_items", real_create_items)
+
+    report = import_declaration_file(batch=batch, stream=csv_bytes(rows), file_name="big.csv")
+
+    assert (report.rows_read, report.items_created, report.duplicates) == (10, 10, 0)
+    batch.refresh_from_db()
+    assert (batch.items_created, batch.duplicates, batch.status) == (10, 0, DeclarationBatch.Status.PROCESSING)
