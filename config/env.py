@@ -74,3 +74,15 @@ def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
     if scheme not in schemes:
         raise ImproperlyConfigured(f"{name}={raw!r} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}")
     return raw.strip()
+
+
+_RATE_PERIODS = ("second", "minute", "hour", "day")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit as Django REST framework reads it: `30/minute` (also /second, /hour, /day)."""
+    raw = (os.environ.get(name) or default).strip()
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate like 30/minute (per {', '.join(_RATE_PERIODS)})")
+    return raw

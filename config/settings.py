@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_float, env_int, env_list, env_str, env_url
+from .env import env_bool, env_float, env_int, env_list, env_rate, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "embeddings",
     "verifier",
     "faq",
@@ -106,6 +107,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: refuses a locked-out client's admin login.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -170,8 +173,27 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": env_str("CACHE_URL") or CELERY_BROKER_URL.rsplit("/", 1)[0] + "/1",
+        # A Redis that does not answer must not hold requests: rate limits then count in memory (config.throttling).
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
+
+# --- Clients, rate limits, login lockout (README "Security") -------------------------------------------
+# Proxies in front of the service that append the client's address to X-Forwarded-For (0: none, the header
+# is ignored). The client is the N-th address from the right (config.client_address).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
+# JSON request bodies nested deeper than this are refused with 400 (config.parsers).
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 32, minimum=4, maximum=200)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# The admin login: after AXES_FAILURE_LIMIT failures from one client address, refused (429) for the cool-off.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "config.client_address.client_address"
+AXES_RESET_ON_SUCCESS = True
 
 # --- Security in production ------------------------------------------------------
 if not DEBUG:
@@ -193,10 +215,20 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # One mechanism for every limit (config.throttling); views add their own scopes.
+    "DEFAULT_THROTTLE_CLASSES": ["config.throttling.AnonymousThrottle", "config.throttling.PerUserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
-        "public_form": env_str("PUBLIC_RATE_LIMIT") or "30/minute",
-        "anon": env_str("ANON_RATE_LIMIT") or "60/minute",
-        "user": env_str("USER_RATE_LIMIT") or "6000/minute",
+        "public_inquiries": env_rate("PUBLIC_RATE_LIMIT", "30/minute"),
+        "inquiry_form": f"{env_int('FAQ_INQUIRIES_PER_MINUTE', 10, minimum=1)}/minute",
+        "anon": env_rate("ANON_RATE_LIMIT", "60/minute"),
+        "user": env_rate("USER_RATE_LIMIT", "600/minute"),
+        "faq_match": env_rate("FAQ_MATCH_RATE_LIMIT", "120/minute"),
+        "faq_pairs": env_rate("FAQ_PAIRS_RATE_LIMIT", "120/minute"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -233,7 +265,8 @@ VERIFICATION_PARALLEL_TASKS = env_int("VERIFICATION_PARALLEL_TASKS", 4, minimum=
 # 0.3 points of exact search; 100 gave 0.754 / 0.590. Pipeline at 100,000 references (python -m bench pipeline,
 # lexical vectors): 340 items/s at 200, 447 at 100, 599 at 40.
 HS_SEARCH_EF = env_int("HS_SEARCH_EF", 200, minimum=40, maximum=1000)
-# FAQ: questions one client may send through the public form per minute (faq.views; the API uses 'public_form').
+# FAQ: questions one client may send through the public form per minute (REST_FRAMEWORK 'inquiry_form' above;
+# the API's is 'public_inquiries').
 FAQ_INQUIRIES_PER_MINUTE = env_int("FAQ_INQUIRIES_PER_MINUTE", 10, minimum=1)
 
 LOGGING = {

@@ -1,36 +1,27 @@
-"""JSON API: match a question, submit an inquiry (public, throttled), pair similarity."""
+"""JSON API: match a question, submit an inquiry (public, throttled per client address), pair similarity."""
 from __future__ import annotations
-
-import logging
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from config.throttling import (
+    AnonymousThrottle,
+    FaqMatchThrottle,
+    FaqPairsThrottle,
+    PerUserThrottle,
+    PublicInquiryApiThrottle,
+)
 from embeddings.errors import EmbeddingError
 
 from . import selectors, services
 from .models import Inquiry
 from .views import client_address, inquiry_token
 
-logger = logging.getLogger(__name__)
-
 UNAVAILABLE = "The embedding service is unavailable; please retry shortly."
-
-
-class FailOpenScopedThrottle(ScopedRateThrottle):
-    """The public-form rate (settings: DEFAULT_THROTTLE_RATES['public_form']); a cache outage lets requests through."""
-
-    def allow_request(self, request, view) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except Exception as error:  # noqa: BLE001 - Redis down must not take the form down
-            logger.warning("throttle cache unavailable, allowing request: %s", error)
-            return True
 
 
 class MatchRequest(serializers.Serializer):
@@ -56,6 +47,8 @@ class MatchResponse(serializers.Serializer):
 
 
 class MatchView(APIView):
+    throttle_classes = [AnonymousThrottle, PerUserThrottle, FaqMatchThrottle]
+
     @extend_schema(request=MatchRequest, responses={200: MatchResponse, 503: None})
     def post(self, request: Request) -> Response:
         payload = MatchRequest(data=request.data)
@@ -94,8 +87,7 @@ class InquiryResponse(serializers.Serializer):
 class InquiryView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [FailOpenScopedThrottle]
-    throttle_scope = "public_form"
+    throttle_classes = [PublicInquiryApiThrottle]
 
     @extend_schema(request=InquiryRequest, responses={201: InquiryResponse})
     def post(self, request: Request) -> Response:
@@ -125,6 +117,8 @@ class PairResponse(serializers.Serializer):
 
 
 class PairView(APIView):
+    throttle_classes = [AnonymousThrottle, PerUserThrottle, FaqPairsThrottle]
+
     @extend_schema(request=PairRequest, responses={200: PairResponse, 503: None})
     def post(self, request: Request) -> Response:
         payload = PairRequest(data=request.data)

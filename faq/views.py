@@ -7,7 +7,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import ratelimit, selectors, services
+from config.client_address import client_address
+from config.throttling import InquiryFormThrottle
+
+from . import selectors, services
 from .forms import FeedbackForm, InquiryForm
 from .models import Inquiry
 
@@ -27,16 +30,12 @@ def inquiry_from_token(token: str) -> Inquiry:
         raise Http404("no such inquiry") from error
 
 
-def client_address(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "")
-
-
 @require_http_methods(["GET", "POST"])
 def ask(request: HttpRequest) -> HttpResponse:
     form = InquiryForm(request.POST or None)
     if request.method == "POST":
         fingerprint = services.client_fingerprint(address=client_address(request))
-        if not ratelimit.allow(scope="faq-form", client=fingerprint, limit=INQUIRIES_PER_MINUTE):
+        if not InquiryFormThrottle().allow_request(request, view=None):
             return render(request, "faq/ask.html", {"form": form, "rate_limited": True}, status=429)
         if form.is_valid():
             inquiry = services.submit_inquiry(**form.cleaned_data, fingerprint=fingerprint)

@@ -10,6 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.permissions import api_permission
+
 from .models import DeclarationBatch, Verdict
 from .selectors import batch_items, batch_progress, batch_row_errors
 from .serializers import BatchProgressSerializer, ItemSerializer, SubmitItemsRequest, SubmitItemsResponse
@@ -27,11 +29,11 @@ def readable_batch(request: Request, batch_id: int) -> DeclarationBatch:
 
 
 class BatchListView(APIView):
+    permission_classes = [api_permission("verifier.add_declarationbatch")]
+
     @extend_schema(request=SubmitItemsRequest, responses={201: SubmitItemsResponse},
                    summary="Submit declaration items; they are verified in the background")
     def post(self, request: Request) -> Response:
-        if not request.user.has_perm("verifier.add_declarationbatch"):
-            raise PermissionDenied("submitting declarations needs the verifier.add_declarationbatch permission")
         payload = SubmitItemsRequest(data=request.data)
         payload.is_valid(raise_exception=True)
         batch = create_batch(source=DeclarationBatch.Source.API, mode=payload.validated_data["mode"],

@@ -150,6 +150,9 @@ class DeclarationBatch(models.Model):
 
     class Meta:
         verbose_name_plural = "declaration batches"
+        # Uploading a reference batch adds to the knowledge base that steers auto-pass verdicts: a right of its
+        # own (curators), apart from add_declarationbatch, which submits declarations to be checked.
+        permissions = [("upload_reference_batch", "Can upload reference batches (they join the knowledge base)")]
 
     def __str__(self) -> str:
         return f"batch {self.pk} ({self.get_source_display()}, {self.file_name or self.mode})"

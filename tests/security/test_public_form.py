@@ -1,8 +1,6 @@
 """The public inquiry form and API: CSRF on the form, per-client rate limits on both, bounded request bodies."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -10,13 +8,9 @@ from django.urls import reverse
 
 from faq import views
 from faq.models import Inquiry
+from tests.security.conftest import unique_address
 
 pytestmark = pytest.mark.django_db
-
-
-def unique_address() -> str:
-    """A client address no other test (or parallel run sharing the cache) has used this minute."""
-    return "10." + ".".join(str(part) for part in uuid.uuid4().bytes[:3])
 
 
 def test_it_refuses_a_form_post_without_a_csrf_token():
@@ -49,7 +43,7 @@ def test_it_rate_limits_form_posts_per_client_and_not_other_clients(client):
 
 
 def test_it_rate_limits_the_public_inquiry_api_per_client(client):
-    limit = int(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["public_form"].split("/")[0])
+    limit = int(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["public_inquiries"].split("/")[0])
     address = unique_address()
     statuses = [client.post(reverse("faq:api-inquiries"), {}, content_type="application/json",
                             REMOTE_ADDR=address).status_code for _ in range(limit + 1)]

@@ -1,0 +1,116 @@
+"""Every rate limit of the service, on Django REST framework's throttles (the public form uses them too).
+
+Callers without an account are counted by their client address (config.client_address, which honours
+TRUSTED_PROXY_COUNT); token and session callers by their user. The counts live in the shared cache (Redis);
+while it cannot be reached each process counts in its own memory, so an outage loosens the limits (a
+client may get its limit once per process) instead of lifting them.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+from .client_address import client_address
+
+logger = logging.getLogger(__name__)
+
+
+class SharedCacheWithLocalFallback:
+    """The get/set that DRF's throttles use, on the shared cache, falling back to this process's memory."""
+
+    def __init__(self) -> None:
+        self.local = LocMemCache("throttle-fallback", {"MAX_ENTRIES": 50_000})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return cache.get(key, default)
+        except Exception as error:  # noqa: BLE001 - any cache failure: count locally rather than not at all
+            logger.warning("rate-limit cache unavailable, counting in process memory: %s", error)
+            return self.local.get(key, default)
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> None:
+        try:
+            cache.set(key, value, timeout)
+        except Exception:  # noqa: BLE001 - already logged by get() for this request
+            self.local.set(key, value, timeout)
+
+
+THROTTLE_CACHE = SharedCacheWithLocalFallback()
+
+
+class ServiceThrottle(SimpleRateThrottle):
+    """A scope's rate from settings at call time (tests and operators may change it), counted in THROTTLE_CACHE."""
+
+    cache = THROTTLE_CACHE
+
+    def get_rate(self) -> str:
+        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+
+    def get_ident(self, request) -> str:
+        return client_address(request)
+
+    def get_cache_key(self, request, view) -> str:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            ident = f"user-{user.pk}"
+        else:
+            ident = f"address-{self.get_ident(request)}"
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class PerClientAddressThrottle(ServiceThrottle):
+    """Counted by client address whoever is logged in: for public endpoints, where anyone may call."""
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class AnonymousThrottle(PerClientAddressThrottle):
+    """Unauthenticated calls to any API (most are refused with 401, but each one still costs a lookup)."""
+
+    scope = "anon"
+
+    def allow_request(self, request, view) -> bool:
+        if request.user is not None and request.user.is_authenticated:
+            return True
+        return super().allow_request(request, view)
+
+
+class PerUserThrottle(ServiceThrottle):
+    """Every token or session caller, per user, on every API."""
+
+    scope = "user"
+
+    def allow_request(self, request, view) -> bool:
+        if request.user is None or not request.user.is_authenticated:
+            return True
+        return super().allow_request(request, view)
+
+
+class FaqMatchThrottle(PerUserThrottle):
+    """POST /api/faq/match embeds the question: its own, lower rate per user."""
+
+    scope = "faq_match"
+
+
+class FaqPairsThrottle(PerUserThrottle):
+    """POST /api/faq/pairs embeds two texts: its own, lower rate per user."""
+
+    scope = "faq_pairs"
+
+
+class PublicInquiryApiThrottle(PerClientAddressThrottle):
+    """POST /api/faq/inquiries, open to anyone: per client address."""
+
+    scope = "public_inquiries"
+
+
+class InquiryFormThrottle(PerClientAddressThrottle):
+    """Posts of the public form /ask/ (a plain Django view, which calls allow_request itself)."""
+
+    scope = "inquiry_form"
