@@ -1,9 +1,9 @@
-"""The JSON parser of every API: a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE or nested deeper than
-JSON_MAX_DEPTH is refused with 400 and a message saying which bound it broke, before it is decoded.
+"""The JSON parser of every API: a body nested deeper than JSON_MAX_DEPTH is refused with 400 and a message
+saying so, before it is decoded.
 
-Django enforces DATA_UPLOAD_MAX_MEMORY_SIZE only on request.body, and DRF's JSONParser reads the stream
-directly, so without this the size bound did not apply to the API. Python's json module recurses once per
-level: a body of 1,000 nested brackets raised RecursionError (HTTP 500) on every JSON endpoint.
+Python's json module recurses once per level: a body of 1,000 nested brackets raised RecursionError (HTTP
+500) on every JSON endpoint. The size bound is Django's DATA_UPLOAD_MAX_MEMORY_SIZE, checked when DRF reads
+the body for this parser; config.api_errors turns it into a 400 that names the limit.
 """
 from __future__ import annotations
 
@@ -33,17 +33,10 @@ def nesting_depth(body: bytes) -> int:
     return int(numpy.cumsum(steps).max(initial=0))
 
 
-def read_bounded(stream, limit: int) -> bytes:
-    body = stream.read(limit + 1) if stream is not None else b""
-    if len(body) > limit:
-        raise ParseError(f"Request body is larger than the limit of {limit} bytes; send fewer items per request.")
-    return body
-
-
 class BoundedJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = get_encoding(parser_context or {})
-        body = read_bounded(stream, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        body = stream.read()
         if encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
             try:
                 body = codecs.decode(body, encoding).encode("utf-8")

@@ -220,6 +220,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
     # One mechanism for every limit (config.throttling); views add their own scopes.
     "DEFAULT_THROTTLE_CLASSES": ["config.throttling.AnonymousThrottle", "config.throttling.PerUserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
