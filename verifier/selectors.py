@@ -38,15 +38,32 @@ class BatchProgress:
         return self.items_by_status.get("verified", 0) + self.items_by_status.get("failed", 0)
 
     @property
+    def items_total(self) -> int:
+        """Items to judge: the import's count once it ends, the items written so far while it runs."""
+        return max(self.items_created, sum(self.items_by_status.values()))
+
+    @property
+    def items_failed(self) -> int:
+        return self.items_by_status.get("failed", 0)
+
+    @property
     def fraction_done(self) -> float:
-        return self.items_done / self.items_created if self.items_created else 1.0
+        if not self.items_total:
+            return 0.0 if self.status == "importing" else 1.0
+        return self.items_done / self.items_total
+
+    @property
+    def percent_done(self) -> int:
+        """Whole percent, rounded down: 100 only when every item is done."""
+        return int(self.fraction_done * 100)
 
     def as_json(self) -> dict:
         return {
             "batch": self.batch_id, "status": self.status, "mode": self.mode, "rows_read": self.rows_read,
             "items_created": self.items_created, "duplicates": self.duplicates, "rows_rejected": self.rows_rejected,
             "items_by_status": self.items_by_status, "items_by_tier": self.items_by_tier,
-            "items_done": self.items_done, "fraction_done": round(self.fraction_done, 4),
+            "items_done": self.items_done, "items_total": self.items_total, "items_failed": self.items_failed,
+            "fraction_done": round(self.fraction_done, 4), "percent_done": self.percent_done,
             "failure_reason": self.failure_reason,
         }
 

@@ -66,3 +66,29 @@ def test_the_item_page_escapes_declarant_text(client, staff_user):
     assert "<img src=x" not in page and "&lt;img src=x" in page
     assert "unlike anything known" in page
     assert DeclarationItem.objects.count() == 1
+
+
+def test_the_batch_page_shows_a_percentage_and_the_reason_of_a_failed_item(client, staff_user):
+    batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.API, items_created=4,
+                                            status=DeclarationBatch.Status.PROCESSING)
+    make_item(batch=batch, status=DeclarationItem.Status.VERIFIED)
+    failed = make_item(batch=batch, status=DeclarationItem.Status.FAILED, attempts=8,
+                       last_error="ValueError: cannot vote on this item")
+    make_item(batch=batch)
+    make_item(batch=batch)
+    client.force_login(staff_user)
+
+    status = client.get(f"/declarations/batches/{batch.pk}/status.json").json()
+    page = client.get(f"/declarations/batches/{batch.pk}/").content.decode()
+    item_page = client.get(f"/declarations/items/{failed.pk}/").content.decode()
+
+    assert (status["percent_done"], status["items_failed"]) == (50, 1)
+    assert '<strong id="progress-percent">50%</strong>' in page
+    assert "failed after 8 attempts" in item_page and "cannot vote on this item" in item_page
+
+
+def test_a_batch_still_importing_is_not_shown_as_done(client, staff_user):
+    batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.FILE)  # importing, nothing written yet
+    client.force_login(staff_user)
+
+    assert client.get(f"/declarations/batches/{batch.pk}/status.json").json()["percent_done"] == 0
