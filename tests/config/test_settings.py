@@ -44,3 +44,18 @@ def test_it_points_celery_at_a_redis_that_answers():
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
     assert client.ping() is True
+
+
+def test_it_refuses_to_start_in_production_without_allowed_hosts():
+    result = run_check(DEBUG="false", SECRET_KEY="k" * 50, ALLOWED_HOSTS="")
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS must be set when DEBUG is false" in result.stderr
+
+
+def test_it_refuses_the_embedded_development_services_in_production():
+    # The image has neither devservices/ nor its packages: production must name its services.
+    environment = {"DEBUG": "false", "SECRET_KEY": "k" * 50, "ALLOWED_HOSTS": "example.org",
+                   "DATABASE_URL": "", "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0", "EMBEDDING_BASE_URL": ""}
+    result = run_check(**environment)
+    assert result.returncode != 0
+    assert "DATABASE_URL, EMBEDDING_BASE_URL must be set when DEBUG is false" in result.stderr
