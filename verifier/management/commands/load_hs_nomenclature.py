@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -26,7 +27,8 @@ class Command(BaseCommand):
     def handle(self, *args, paths: list[str], language: str | None, note_passages: int, json: bool = False, **options):
         for path in paths:
             try:
-                report = load_nomenclature(path, language=language, note_passages=note_passages)
+                report = load_nomenclature(path, language=language, note_passages=note_passages,
+                                           progress=ProgressBar(self.stderr, label=f"{path}: embedding evidence"))
             except NomenclatureFormatError as error:
                 raise CommandError(str(error)) from error
             if json:
@@ -42,6 +44,38 @@ class Command(BaseCommand):
                 self.stdout.write(f"  skipped {name}: {reason}")
             for row in report.bad_rows:
                 self.stderr.write(f"  {row.file} row {row.row_number}: {row.reason}")
+
+
+class ProgressBar:
+    """A text progress bar on stderr: redrawn in place on a terminal, a line per tenth in a log.
+
+    A long load shows how far it got; run again after an interruption, it starts from what is missing.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, stream, *, label: str) -> None:
+        self.stream, self.label = stream, label
+        self.interactive = stream.isatty()
+        self.started = time.monotonic()
+        self.last_tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        fraction = done / total if total else 1.0
+        tenth = int(fraction * 10)
+        if not self.interactive and tenth == self.last_tenth and done < total:
+            return
+        self.last_tenth = tenth
+        filled = int(fraction * self.WIDTH)
+        elapsed = time.monotonic() - self.started
+        remaining = f", ~{elapsed / fraction - elapsed:.0f}s left" if 0 < fraction < 1 else ""
+        line = (f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} "
+                f"({fraction:.0%}{remaining})")
+        if self.interactive:
+            self.stream.write("\r" + line, ending="\n" if done >= total else "")
+            self.stream.flush()
+        else:
+            self.stream.write(line)
 
 
 def _json_line(payload: dict) -> str:
