@@ -1,4 +1,7 @@
-"""Users in each role, as the migrations define the groups: none of them is a superuser, except `superuser`."""
+"""Users in each role, as the migrations define the groups: none of them is a superuser, except `superuser`.
+
+They have no password (tests log them in with force_login): hashing one costs about half a second here.
+"""
 from __future__ import annotations
 
 import uuid
@@ -9,7 +12,7 @@ from rest_framework.authtoken.models import Token
 
 
 def staff_in(django_user_model, username: str, group: str):
-    user = django_user_model.objects.create_user(username=username, password="correct-horse-battery", is_staff=True)
+    user = django_user_model.objects.create_user(username=username, is_staff=True)
     user.groups.add(Group.objects.get(name=group))
     return user
 
@@ -31,13 +34,13 @@ def curator(django_user_model):
 
 @pytest.fixture
 def superuser(django_user_model):
-    return django_user_model.objects.create_superuser(username="root", password="correct-horse-battery")
+    return django_user_model.objects.create_superuser(username="root", password=None)
 
 
 @pytest.fixture
 def declarant(django_user_model):
     """A customer's integration: not staff, in the Declarants group, calling the API with its token."""
-    user = django_user_model.objects.create_user(username="customer", password="correct-horse-battery")
+    user = django_user_model.objects.create_user(username="customer")
     user.groups.add(Group.objects.get(name="Declarants"))
     return user
 

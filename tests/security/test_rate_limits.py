@@ -162,8 +162,9 @@ def log_in(client, *, password: str, forwarded_for: str):
 
 
 def test_it_locks_a_client_out_of_the_admin_login_after_repeated_failures_behind_a_proxy(
-    client, settings, superuser
+    client, settings, django_user_model
 ):
+    django_user_model.objects.create_superuser(username="root", password="correct-horse-battery")
     settings.TRUSTED_PROXY_COUNT = 1
     attacker, officer = unique_address(), unique_address()
     failures = [log_in(client, password="wrong", forwarded_for=f"{made_up_address()}, {attacker}").status_code

@@ -43,6 +43,7 @@ MATRIX = [
     Call("API schema", "GET", "/api/schema/", (200, 200, 200, 200, 200, 200)),
     # Staff pages of the declarations.
     Call("upload page", "GET", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 200, 200)),
+    Call("upload", "POST", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 302, 302), "check"),
     Call("reference upload", "POST", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 302, 302), "reference"),
     Call("batch page", "GET", "/declarations/batches/{batch}/", (PAGE_LOGIN, PAGE_LOGIN, 200, 403, 200, 200)),
     Call("batch progress", "GET", "/declarations/batches/{batch}/status.json",
@@ -78,7 +79,7 @@ MATRIX = [
 @pytest.fixture
 def rows(django_user_model):
     """A batch uploaded by someone else, with an item and a rejected row."""
-    owner = django_user_model.objects.create_user(username="owner", password="correct-horse-battery")
+    owner = django_user_model.objects.create_user(username="owner")
     batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.API, created_by=owner,
                                             status=DeclarationBatch.Status.DONE)
     item = DeclarationItem.objects.create(batch=batch, external_id="D1", item_no="1", identity_key="m" * 64,
@@ -104,9 +105,10 @@ def send(client: Client, call: Call, rows: dict):
     url = call.url.format(**rows)
     if call.method == "GET":
         return client.get(url)
-    if call.body == "reference":
-        upload = SimpleUploadedFile("reference.csv", REFERENCE_CSV, content_type="text/csv")
-        return client.post(url, {"file": upload, "mode": "check", "reference": "on"})
+    if call.body in ("check", "reference"):
+        upload = SimpleUploadedFile("items.csv", REFERENCE_CSV, content_type="text/csv")
+        reference = {"reference": "on"} if call.body == "reference" else {}
+        return client.post(url, {"file": upload, "mode": "check", **reference})
     if call.json:
         return client.post(url, call.body, content_type="application/json")
     return client.post(url, call.body or {})
@@ -142,7 +144,7 @@ def test_it_refuses_a_reviewer_upload_and_creates_no_batch_and_no_knowledge_entr
 def test_it_refuses_a_reference_upload_to_staff_who_may_only_submit_declarations(client, django_user_model):
     from django.contrib.auth.models import Permission
 
-    officer = django_user_model.objects.create_user(username="officer", password="correct-horse-battery", is_staff=True)
+    officer = django_user_model.objects.create_user(username="officer", is_staff=True)
     officer.user_permissions.add(Permission.objects.get(codename="add_declarationbatch"))
     client.force_login(officer)
     upload = SimpleUploadedFile("reference.csv", REFERENCE_CSV, content_type="text/csv")
