@@ -225,6 +225,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["config.throttling.AnonymousThrottle", "config.throttling.PerUserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "public_inquiries": env_rate("PUBLIC_RATE_LIMIT", "30/minute"),
+        # The public form /ask/: questions one client may post a minute.
         "inquiry_form": f"{env_int('FAQ_INQUIRIES_PER_MINUTE', 10, minimum=1)}/minute",
         "anon": env_rate("ANON_RATE_LIMIT", "60/minute"),
         "user": env_rate("USER_RATE_LIMIT", "600/minute"),
@@ -266,9 +267,6 @@ VERIFICATION_PARALLEL_TASKS = env_int("VERIFICATION_PARALLEL_TASKS", 4, minimum=
 # 0.3 points of exact search; 100 gave 0.754 / 0.590. Pipeline at 100,000 references (python -m bench pipeline,
 # lexical vectors): 340 items/s at 200, 447 at 100, 599 at 40.
 HS_SEARCH_EF = env_int("HS_SEARCH_EF", 200, minimum=40, maximum=1000)
-# FAQ: questions one client may send through the public form per minute (REST_FRAMEWORK 'inquiry_form' above;
-# the API's is 'public_inquiries').
-FAQ_INQUIRIES_PER_MINUTE = env_int("FAQ_INQUIRIES_PER_MINUTE", 10, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -1,7 +1,6 @@
 """The public inquiry form: no login; the customer's page is addressed by a signed token, not the row id."""
 from __future__ import annotations
 
-from django.conf import settings
 from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,7 +14,6 @@ from .forms import FeedbackForm, InquiryForm
 from .models import Inquiry
 
 TOKEN_SALT = "faq.inquiry"
-INQUIRIES_PER_MINUTE = settings.FAQ_INQUIRIES_PER_MINUTE
 
 
 def inquiry_token(inquiry: Inquiry) -> str:
