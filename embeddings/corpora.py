@@ -5,7 +5,7 @@ to re-embed objects whose text changed or that are missing from the active space
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -14,6 +14,9 @@ class Corpus:
     name: str
     # fetch_texts(after_id, limit): (object_id, text) of live objects with id > after_id, ordered by id.
     fetch_texts: Callable[[int, int], list[tuple[int, str]]]
+    # prepare_vectors(space, object_ids, vectors): what is stored instead of the raw document vectors
+    # (per-language centred ones, say); every writer of the corpus applies it. None: store them raw.
+    prepare_vectors: Callable | None = None
 
 
 _registry: dict[str, Corpus] = {}
@@ -32,6 +35,14 @@ def get_corpus(name: str) -> Corpus:
         return _registry[name]
     except KeyError:
         raise KeyError(f"corpus {name!r} is not registered; known: {sorted(_registry)}") from None
+
+
+def vectors_to_store(space, corpus: str, object_ids: Sequence[int], vectors):
+    """The vectors to store for these objects of `corpus`: its prepare_vectors applied where it has one."""
+    registered = _registry.get(corpus)
+    if registered is None or registered.prepare_vectors is None or len(object_ids) == 0:
+        return vectors
+    return registered.prepare_vectors(space, list(object_ids), vectors)
 
 
 def unregister_corpus(name: str) -> None:

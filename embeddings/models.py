@@ -100,3 +100,34 @@ class CachedEmbedding(models.Model):
             # Its index serves every cache lookup (selectors.cached_embeddings: space_id = S AND input_hash = ANY(...)).
             models.UniqueConstraint(fields=["space", "input_hash"], name="cached_embedding_input_unique"),
         ]
+
+
+class LanguageMean(models.Model):
+    """The mean vector of one language's texts on one side (query or document) of a space, for one scope.
+
+    Multilingual encoders put a strong language component in every vector; subtracting each language's
+    mean before the cosine removes most of it, so a question finds texts of another language by meaning
+    (embeddings.centring). A scope is whatever set of texts the means were learned from (a corpus, say):
+    document means are the ones stored vectors were centred with; query means follow the traffic.
+    """
+
+    class Side(models.TextChoices):
+        QUERY = "query", "Query"
+        DOCUMENT = "document", "Document"
+
+    space = models.ForeignKey(EmbeddingSpace, on_delete=models.CASCADE, related_name="language_means")
+    scope = models.CharField(max_length=64)
+    language = models.CharField(max_length=16)
+    side = models.CharField(max_length=8, choices=Side.choices)
+    mean = models.BinaryField()  # float32 (dimensions,), numpy .npy bytes
+    sample_count = models.PositiveBigIntegerField()  # how many vectors the mean was learned from
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # Its index serves every read (embeddings.centring.language_means: space, scope and side).
+            models.UniqueConstraint(fields=["space", "scope", "side", "language"], name="language_mean_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}/{self.side}/{self.language} (n={self.sample_count})"

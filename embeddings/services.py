@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .cache_statistics import record_cache_use
 from .client import EmbeddingClient, get_client_for
-from .corpora import get_corpus, registered_corpora
+from .corpora import get_corpus, registered_corpora, vectors_to_store
 from .errors import EmbeddingError
 from .models import EmbeddingSpace, SpaceBuildProgress
 from .selectors import cached_embeddings, objects_needing_embedding
@@ -109,7 +109,7 @@ def index_documents(*, corpus: str, object_ids: Sequence[int], texts: Sequence[s
     if len(object_ids) != len(texts):
         raise ValueError(f"index_documents got {len(object_ids)} object ids but {len(texts)} texts")
     space = active_space()
-    vectors = embed_texts(space=space, texts=texts, side="document")
+    vectors = vectors_to_store(space, corpus, object_ids, embed_texts(space=space, texts=texts, side="document"))
     store_vectors(space=space, corpus=corpus, object_ids=object_ids, texts=texts, vectors=vectors)
     ensure_index(space, corpus)
     for building in building_spaces():
@@ -118,7 +118,8 @@ def index_documents(*, corpus: str, object_ids: Sequence[int], texts: Sequence[s
         except EmbeddingError as error:
             logger.warning("not written into building space %s (the build's catch-up will): %s", building.id, error)
             continue
-        store_vectors(space=building, corpus=corpus, object_ids=object_ids, texts=texts, vectors=building_vectors)
+        store_vectors(space=building, corpus=corpus, object_ids=object_ids, texts=texts,
+                      vectors=vectors_to_store(building, corpus, object_ids, building_vectors))
     return space
 
 
@@ -218,8 +219,10 @@ def embed_missing_objects(*, space: EmbeddingSpace, corpus: str, rows: list[tupl
     needed = objects_needing_embedding(space=space, corpus=corpus, object_ids=object_ids, text_hashes=hashes)
     todo = [(object_id, text, digest) for (object_id, text), digest in zip(rows, hashes) if object_id in needed]
     if todo:
-        vectors = embed_texts(space=space, texts=[text for _, text, _ in todo], side="document")
-        store_vectors(space=space, corpus=corpus, object_ids=[object_id for object_id, _, _ in todo], texts=(),
+        todo_ids = [object_id for object_id, _, _ in todo]
+        vectors = vectors_to_store(space, corpus, todo_ids,
+                                   embed_texts(space=space, texts=[text for _, text, _ in todo], side="document"))
+        store_vectors(space=space, corpus=corpus, object_ids=todo_ids, texts=(),
                       text_hashes=[digest for _, _, digest in todo], vectors=vectors)
     return EmbeddedRows(seen=len(rows), embedded=len(todo), last_object_id=object_ids[-1])
 

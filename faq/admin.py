@@ -11,6 +11,8 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from embeddings.errors import EmbeddingError
 
@@ -35,8 +37,10 @@ class FaqWordingInline(admin.TabularInline):
 
 
 class FaqTranslationInline(admin.TabularInline):
+    """The answer in other languages: customers asking in one are shown it (the inbox lists those missing)."""
+
     model = FaqTranslation
-    extra = 0
+    extra = 1
 
 
 class TryQuestionForm(forms.Form):
@@ -101,13 +105,13 @@ class AnswerForm(forms.ModelForm):
 
 class InquiryAdminBase(admin.ModelAdmin):
     form = AnswerForm
-    list_display = ["created_at", "question_excerpt", "status", "helpful", "matched_faq", "match_confidence",
+    list_display = ["created_at", "question_excerpt", "status", "helpful", "matched_faq", "confidence",
                     "topic"]
     list_filter = ["status", "helpful", "language"]
     list_select_related = ["matched_faq", "topic_cluster"]
     search_fields = ["question", "contact", "name"]
     readonly_fields = ["question", "name", "contact", "language", "matched_faq", "match_score", "match_confidence",
-                       "suggestions", "helpful", "answered_by", "answered_at", "topic_cluster", "created_at",
+                       "suggestion_links", "helpful", "answered_by", "answered_at", "topic_cluster", "created_at",
                        "matched_at"]
     raw_id_fields = ["matched_faq"]
     actions = ["turn_answer_into_faq", "add_as_wording"]
@@ -116,6 +120,21 @@ class InquiryAdminBase(admin.ModelAdmin):
     @admin.display(description="question")
     def question_excerpt(self, inquiry: Inquiry) -> str:
         return inquiry.question[:100]
+
+    @admin.display(description="confidence", ordering="match_confidence")
+    def confidence(self, inquiry: Inquiry) -> str:
+        return "—" if inquiry.match_confidence is None else f"{inquiry.match_confidence:.2f}"
+
+    @admin.display(description="suggestions shown")
+    def suggestion_links(self, inquiry: Inquiry) -> str:
+        """The FAQs the customer was offered, each a link to it, with its confidence."""
+        if not inquiry.suggestions:
+            return "—"
+        return format_html("<ol>{}</ol>", format_html_join(
+            "", '<li><a href="{}">{}</a> ({})</li>',
+            ((reverse("admin:faq_faq_change", args=[s["faq_id"]]), s["question"],
+              "—" if s.get("confidence") is None else f"{s['confidence']:.2f}") for s in inquiry.suggestions),
+        ))
 
     @admin.display(description="topic (size)", ordering="topic_cluster__size")
     def topic(self, inquiry: Inquiry) -> str:
@@ -186,9 +205,23 @@ class InboxAdmin(InquiryAdminBase):
     """Escalated and unhelpful inquiries, most common topic first, then newest."""
 
     ordering = [F("topic_cluster__size").desc(nulls_last=True), "-created_at"]
+    change_list_template = "admin/faq/inboxinquiry/change_list.html"
+
+    def get_list_display(self, request: HttpRequest):
+        return [*super().get_list_display(request), "asked"]
+
+    @admin.display(description="asked", ordering="asked")
+    def asked(self, inquiry: Inquiry) -> int:
+        """Inquiries asking the same question (repeats share this one row, the newest)."""
+        return getattr(inquiry, "asked", None) or 1
 
     def get_queryset(self, request: HttpRequest):
         return selectors.inbox_inquiries()
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        """The inbox, with the FAQs customers were answered in another language than theirs above it."""
+        context = {"missing_translations": selectors.missing_translations(), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=context)
 
 
 @admin.register(TopicCluster)

@@ -111,9 +111,11 @@ class PairRequest(serializers.Serializer):
 
 
 class PairResponse(serializers.Serializer):
-    score = serializers.FloatField()
+    score = serializers.FloatField(help_text="the pair head's probability where one is fitted, else the cosine")
     same_meaning = serializers.BooleanField()
-    threshold = serializers.FloatField(help_text="calibrated for the active embedding space (evaluate_pairs --save)")
+    threshold = serializers.FloatField(help_text="chosen for the active embedding space (fit_pair_head, or "
+                                                 "evaluate_pairs --save)")
+    method = serializers.CharField(help_text='"pair head" or "cosine"')
 
 
 class PairView(APIView):
@@ -130,4 +132,4 @@ class PairView(APIView):
         except EmbeddingError:
             return Response({"detail": UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response({"score": verdict.score, "same_meaning": verdict.same_meaning,
-                         "threshold": verdict.threshold})
+                         "threshold": verdict.threshold, "method": verdict.method})

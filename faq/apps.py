@@ -10,7 +10,16 @@ class FaqConfig(AppConfig):
 
         from .selectors import LIVE_CORPUS
 
-        register_corpus(Corpus(name=LIVE_CORPUS, fetch_texts=fetch_live_wordings))
+        register_corpus(Corpus(name=LIVE_CORPUS, fetch_texts=fetch_live_wordings,
+                               prepare_vectors=centre_live_wordings))
+
+
+def centre_live_wordings(space, wording_ids: list[int], vectors):
+    """Live wording vectors are stored centred per language (faq.services.recentre_library)."""
+    from .models import LIVE_NAMESPACE
+    from .services import centred_wording_vectors
+
+    return centred_wording_vectors(space, wording_ids, vectors, namespace=LIVE_NAMESPACE)
 
 
 def fetch_live_wordings(after_id: int, limit: int) -> list[tuple[int, str]]:

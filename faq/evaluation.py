@@ -9,20 +9,31 @@ from __future__ import annotations
 import csv
 import hashlib
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 
+from embeddings import centring
+from embeddings.models import LanguageMean
 from embeddings.reranker import get_reranker
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
 from . import selectors, services
-from .matching import threshold_for_precision
-from .models import CalibratedThreshold, Faq
+from .languages import detect_language
+from .matching import PairHeadModel, best_accuracy_threshold, fit_pair_head, threshold_for_precision
+from .matching import array_to_bytes
+from .models import CalibratedThreshold, Faq, PairHead
 
-MATCH_BATCH_SIZE = 250
+# Questions matched per step. After each step their vectors are folded into the query-side language means,
+# as live traffic is (faq.services.learn_question_means): a question is centred only with means learned
+# from the library and the questions before it, never from itself or later ones.
+MATCH_BATCH_SIZE = 50
+# A language pair gets a threshold of its own only when this many questions of the pair calibrated it.
+MIN_QUERIES_PER_LANGUAGE_PAIR = 100
+CROSS_VALIDATION_FOLDS = 5
 # Texts per embedding call: the shared CPU endpoint serves one request at a time, and a big request
 # waiting behind others' outlasts the client's timeout.
 EMBED_CHUNK_SIZE = 64
@@ -99,26 +110,36 @@ def evaluate_faq(*, library_path: str | Path, queries_path: str | Path, save_thr
         space = active_space()
         reranker = get_reranker()
         matches = []
+        languages = [detect_language(question) for question in questions]
         for start in range(0, len(questions), MATCH_BATCH_SIZE):
+            batch = slice(start, start + MATCH_BATCH_SIZE)
             # The live path's stages, reranker included when configured, so it is measured before it is switched on.
-            matches += selectors.match_in_stages(
-                questions=questions[start:start + MATCH_BATCH_SIZE], vectors=vectors[start:start + MATCH_BATCH_SIZE],
-                namespace=namespace, top_k=3, space=space,
-            )
+            matches += selectors.match_in_stages(questions=questions[batch], vectors=vectors[batch],
+                                                 namespace=namespace, top_k=3, space=space)
+            centring.learn_means(space=space, scope=selectors.corpus_for(namespace), side=LanguageMean.Side.QUERY,
+                                 vectors=vectors[batch], languages=languages[batch])
         result = faq_metrics(matches=matches, expected=expected, external_of=external_of,
                              confidence_threshold=classifier.confidence_threshold if classifier else None,
-                             cosine_threshold=selectors.threshold_for(space=space, task="faq"))
+                             cosine_threshold=selectors.calibrated_thresholds(space=space, task="faq").get(""))
+        result["language_pairs"] = dict(sorted(Counter(
+            f"{language}>{match.nearest_language}" for language, match in zip(languages, matches)).items()))
         calibrated = cosine_threshold_for_precision(matches=matches, expected=expected, external_of=external_of)
+        per_pair = cosine_thresholds_per_language_pair(matches=matches, expected=expected, external_of=external_of,
+                                                       languages=languages)
         result["calibrated_cosine_threshold"] = calibrated
+        result["calibrated_cosine_thresholds_per_pair"] = per_pair
+        result["cross_validated_cosine_rule"] = cross_validated_cosine_rule(
+            matches=matches, expected=expected, external_of=external_of, languages=languages)
         result["reranker"] = settings.RERANKER_MODEL if reranker else None
         if reranker is not None:  # the share the reranker really scored (a failing call keeps the first stage)
             result["reranked"] = round(sum(match.method.endswith("+rerank") for match in matches) / len(matches), 4)
         if save_threshold and calibrated is not None:
-            CalibratedThreshold.objects.update_or_create(
-                space=space, task=CalibratedThreshold.Task.FAQ,
-                defaults={"value": calibrated, "source": f"{library_path} / {queries_path}",
-                          "metrics": {"target_precision": services.TARGET_ANSWER_PRECISION}},
-            )
+            for pair, value in {"": calibrated, **per_pair}.items():
+                CalibratedThreshold.objects.update_or_create(
+                    space=space, task=CalibratedThreshold.Task.FAQ, language_pair=pair,
+                    defaults={"value": value, "source": f"{library_path} / {queries_path}",
+                              "metrics": {"target_precision": services.TARGET_ANSWER_PRECISION}},
+                )
         return result
     finally:
         services.delete_namespace(namespace=namespace)
@@ -162,6 +183,53 @@ def cosine_threshold_for_precision(*, matches, expected: list[str], external_of:
     return round(float(threshold), 4)
 
 
+def cosine_thresholds_per_language_pair(*, matches, expected: list[str], external_of: dict[int, str],
+                                        languages: list[str]) -> dict[str, float]:
+    """{"en>zh": threshold} for each (question language, nearest wording language) pair with enough questions."""
+    pairs = [f"{language}>{match.nearest_language}" for language, match in zip(languages, matches)]
+    thresholds = {}
+    for pair, count in Counter(pairs).items():
+        if count < MIN_QUERIES_PER_LANGUAGE_PAIR or pair.endswith(">None"):
+            continue
+        rows = [position for position, value in enumerate(pairs) if value == pair]
+        value = cosine_threshold_for_precision(matches=[matches[p] for p in rows], expected=[expected[p] for p in rows],
+                                               external_of=external_of)
+        if value is not None:
+            thresholds[pair] = value
+    return thresholds
+
+
+def cross_validated_cosine_rule(*, matches, expected: list[str], external_of: dict[int, str],
+                                languages: list[str], folds: int = CROSS_VALIDATION_FOLDS) -> dict:
+    """What a cosine threshold calibrated on labelled questions answers on questions it never saw.
+
+    Each fold's questions are answered (nearest FAQ, best wording cosine at or above the threshold)
+    with the thresholds (overall and per language pair) calibrated on the other folds: the honest
+    estimate of answered share and precision for a library calibrated on its own questions.
+    """
+    positions = np.arange(len(matches))
+    fold_of = positions % folds
+    answered = correct = 0
+    for fold in range(folds):
+        train = positions[fold_of != fold]
+        subset = dict(matches=[matches[p] for p in train], expected=[expected[p] for p in train],
+                      external_of=external_of)
+        overall = cosine_threshold_for_precision(**subset)
+        per_pair = cosine_thresholds_per_language_pair(**subset, languages=[languages[p] for p in train])
+        for position in positions[fold_of == fold]:
+            match = matches[position]
+            threshold = per_pair.get(f"{languages[position]}>{match.nearest_language}", overall)
+            if threshold is None or match.nearest_score is None or match.nearest_score < threshold:
+                continue
+            answered += 1
+            correct += bool(expected[position]) and external_of.get(match.nearest_faq_id) == expected[position]
+    return {
+        "folds": folds,
+        "answered": round(answered / len(matches), 4) if matches else None,
+        "answered_precision": round(correct / answered, 4) if answered else None,
+    }
+
+
 def pair_vectors(rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(first vectors, second vectors, labels); both sides embedded as symmetric 'pair' queries via the cache."""
     texts = [text for row in rows for text in (row["sentence1"].strip(), row["sentence2"].strip())]
@@ -175,22 +243,6 @@ def check_pair_rows(rows: list[dict[str, str]], *, path: str | Path) -> None:
             raise DatasetError(f"{path}: row {row_number}: label must be 0 or 1, got {row.get('label')!r}")
         if not (row.get("sentence1") or "").strip() or not (row.get("sentence2") or "").strip():
             raise DatasetError(f"{path}: row {row_number}: sentence1 and sentence2 must not be empty")
-
-
-def best_accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The cut between consecutive sorted scores that classifies the most pairs correctly."""
-    order = np.argsort(scores)
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    # Threshold just above position i: pairs 0..i negative, the rest positive.
-    negatives_below = np.concatenate([[0], np.cumsum(sorted_labels == 0)])
-    positives_above = np.concatenate([[int(sorted_labels.sum())], int(sorted_labels.sum()) - np.cumsum(sorted_labels)])
-    correct = negatives_below + positives_above
-    best = int(np.argmax(correct))
-    if best == 0:
-        return float(sorted_scores[0])
-    if best == len(sorted_scores):
-        return float(sorted_scores[-1] + 1e-6)
-    return float((sorted_scores[best - 1] + sorted_scores[best]) / 2)
 
 
 def pair_metrics(scores: np.ndarray, labels: np.ndarray, *, threshold: float) -> dict:
@@ -210,11 +262,37 @@ def pair_metrics(scores: np.ndarray, labels: np.ndarray, *, threshold: float) ->
     }
 
 
+def fit_and_store_pair_head(*, path: str | Path, save: bool = True,
+                            log=lambda message: None) -> tuple[PairHeadModel, dict]:
+    """Fit the pair head on a labelled pair file (sentence1,sentence2,label) and store it for the active space."""
+    rows = read_csv(path, required=("sentence1", "sentence2", "label"))
+    check_pair_rows(rows, path=path)
+    log(f"fitting the pair head on {len(rows)} pairs (embedding, cached)...")
+    first, second, labels = pair_vectors(rows)
+    head, report = fit_pair_head(first=first, second=second, labels=labels)
+    if save:
+        PairHead.objects.update_or_create(space=active_space(), defaults={
+            "weights": array_to_bytes(head.weights), "bias": head.bias, "threshold": head.threshold,
+            "source": str(path), "metrics": report,
+        })
+    log(f"pair head: {report}")
+    return head, report
+
+
 def evaluate_pairs(*, path: str | Path, calibrate_path: str | Path | None, save: bool,
-                   log=lambda message: None) -> dict:
+                   train_path: str | Path | None = None, log=lambda message: None) -> dict:
+    """Accuracy and F1 of the pair judgement on labelled pairs.
+
+    train_path: fit the pair head there first (stored for the space with save). calibrate_path: the cosine
+    rule's threshold, calibrated there. Neither: the stored head where the space has one, else the cosine.
+    """
     rows = read_csv(path, required=("sentence1", "sentence2", "label"))
     check_pair_rows(rows, path=path)
     space = active_space()
+    training: dict | None = None
+    head = selectors.pair_head(space=space) if not calibrate_path else None
+    if train_path:
+        head, training = fit_and_store_pair_head(path=train_path, save=save, log=log)
     calibration: dict | None = None
     if calibrate_path:
         calibration_rows = read_csv(calibrate_path, required=("sentence1", "sentence2", "label"))
@@ -233,10 +311,15 @@ def evaluate_pairs(*, path: str | Path, calibrate_path: str | Path | None, save:
     else:
         threshold = selectors.threshold_for(space=space, task="pair")
     log(f"evaluating {len(rows)} pairs (embedding, cached)...")
-    evaluated_pairs = pair_vectors(rows)
-    scores, labels = np.einsum("ij,ij->i", evaluated_pairs[0], evaluated_pairs[1]), evaluated_pairs[2]
-    result = pair_metrics(scores, labels, threshold=threshold)
+    first, second, labels = pair_vectors(rows)
+    if head is not None:
+        result = pair_metrics(head.probabilities(first, second), labels, threshold=head.threshold)
+        result["method"] = "pair head"
+    else:
+        result = pair_metrics(np.einsum("ij,ij->i", first, second), labels, threshold=threshold)
+        result["method"] = "cosine"
+    if training is not None:
+        result["training"] = training
     if calibration is not None:
         result["calibration"] = calibration
     return result
-

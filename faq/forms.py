@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .services import MAX_QUESTION_LENGTH
 
@@ -13,4 +14,4 @@ class InquiryForm(forms.Form):
 
 
 class FeedbackForm(forms.Form):
-    helpful = forms.ChoiceField(choices=[("yes", "Yes"), ("no", "No")])
+    helpful = forms.ChoiceField(choices=[("yes", _("Yes")), ("no", _("No"))])

@@ -40,6 +40,9 @@ VOTE_TEMPERATURE = 0.01
 # How far below the cosine answer threshold the classifier may still answer: it rejects out-of-scope
 # questions (whose softmax can still be peaked) only when their best wording is plainly unrelated.
 CLASSIFIER_COSINE_ALLOWANCE = 0.06
+# The classifier's own floor: this quantile of the best-wording cosines of held-out wordings it answered
+# rightly in cross-validation (a question less like the library than 99% of those is out of scope).
+COSINE_FLOOR_QUANTILE = 0.01
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Match:
     method: str  # "classifier" or "cosine"
     nearest_faq_id: int | None = None  # the FAQ of the single nearest wording: the plain nearest-neighbour answer
     nearest_score: float | None = None  # that wording's cosine
+    nearest_language: str | None = None  # that wording's language (thresholds per language pair)
 
     @property
     def best(self) -> Candidate | None:
@@ -65,8 +69,20 @@ class Match:
 
 @dataclass(frozen=True)
 class Thresholds:
-    cosine: float  # answer threshold on the best wording's cosine
+    # Answer threshold on the best wording's cosine, calibrated for the space (and language pair);
+    # None where nobody calibrated one: the cosine rule then never answers, it only suggests.
+    cosine: float | None
     cosine_margin: float = DEFAULT_COSINE_MARGIN
+    # Below this best-wording cosine the classifier does not answer either, for classifiers without their own
+    # floor; None: CLASSIFIER_COSINE_ALLOWANCE below the cosine threshold.
+    classifier_cosine_floor: float | None = None
+
+    def floor_for(self, classifier: LinearClassifier) -> float:
+        if classifier.cosine_floor is not None:
+            return classifier.cosine_floor
+        if self.classifier_cosine_floor is not None:
+            return self.classifier_cosine_floor
+        return self.cosine - CLASSIFIER_COSINE_ALLOWANCE if self.cosine is not None else -1.0
 
 
 @dataclass
@@ -75,6 +91,9 @@ class LinearClassifier:
     weights: np.ndarray  # classes x dimensions
     bias: np.ndarray  # classes
     confidence_threshold: float
+    # Below this best-wording cosine it does not answer: out-of-scope questions can still get a peaked
+    # softmax. Learned with it (fit_classifier); None for classifiers fitted before that.
+    cosine_floor: float | None = None
     _position: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -158,7 +177,7 @@ def decide(
         answered = (
             best is not None
             and best.confidence >= classifier.confidence_threshold
-            and (best.score or -1.0) >= thresholds.cosine - CLASSIFIER_COSINE_ALLOWANCE
+            and (best.score or -1.0) >= thresholds.floor_for(classifier)
         )
         return Match(candidates=candidates, answered=answered, method="classifier", nearest_faq_id=nearest, nearest_score=nearest_score)
     candidates = [
@@ -209,7 +228,7 @@ def neighbour_votes(similarities: np.ndarray, labels: np.ndarray, classes: np.nd
 
 
 def _cosine_answers(candidates: list[Candidate], scores: dict[int, float], thresholds: Thresholds) -> bool:
-    if not candidates or candidates[0].score is None:
+    if not candidates or candidates[0].score is None or thresholds.cosine is None:
         return False
     best = candidates[0].score
     runner_up = max((score for faq_id, score in scores.items() if faq_id != candidates[0].faq_id), default=-1.0)
@@ -246,20 +265,28 @@ def fit_classifier(
         return make_pipeline(StandardScaler(), LogisticRegression(C=CLASSIFIER_C, max_iter=500))
 
     threshold = 0.5
+    cosine_floor = None
     if usable_folds >= 2:
         held_out_top = np.zeros(len(labels_array), dtype=np.int64)
         held_out_confidence = np.zeros(len(labels_array))
+        held_out_best_cosine = np.zeros(len(labels_array))
         splitter = StratifiedKFold(n_splits=usable_folds, shuffle=True, random_state=seed)
         for train, test in splitter.split(vectors, labels_array):
             model = new_model().fit(*training_set(vectors, query_vectors, labels_array, train))
             asked = (query_vectors if query_vectors is not None else vectors)[test]
-            votes = neighbour_votes(asked @ vectors[train].T, labels_array[train], model.classes_)
+            similarities = asked @ vectors[train].T
+            held_out_best_cosine[test] = similarities.max(axis=1)
+            votes = neighbour_votes(similarities, labels_array[train], model.classes_)
             probabilities = combine(model.predict_proba(asked), votes)
             held_out_top[test] = model.classes_[probabilities.argmax(axis=1)]
             held_out_confidence[test] = probabilities.max(axis=1)
         correct = held_out_top == labels_array
         threshold = threshold_for_precision(held_out_confidence, correct, target_precision=target_precision)
         answered = held_out_confidence >= threshold
+        # The floor: the cosine below which hardly any rightly answered held-out wording lies (its scale is
+        # the vectors', centred or not, so it is learned rather than set).
+        if (correct & answered).any():
+            cosine_floor = float(np.quantile(held_out_best_cosine[correct & answered], COSINE_FLOOR_QUANTILE))
         report.update({
             "folds": usable_folds,
             "top1": float(correct.mean()),
@@ -276,8 +303,10 @@ def fit_classifier(
         weights=weights.astype(np.float32),
         bias=(regression.intercept_ - weights @ scaler.mean_).astype(np.float32),
         confidence_threshold=float(threshold),
+        cosine_floor=cosine_floor,
     )
     report["confidence_threshold"] = float(threshold)
+    report["cosine_floor"] = cosine_floor
     return classifier, report
 
 
@@ -297,3 +326,83 @@ def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, *, targ
         return 1.0
     # The largest prefix that still meets the target; its last confidence is the threshold.
     return float(confidence[order][meets.max()])
+
+
+# --- pair judgement -------------------------------------------------------------------------
+# Inverse regularisation strengths tried for the pair head, chosen by cross-validated accuracy on the
+# training pairs (never the evaluated ones).
+PAIR_HEAD_C_GRID = (0.01, 0.03, 0.1, 0.3)
+
+
+def pair_features(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """|u - v|, u * v and the cosine of each pair of unit vectors: symmetric, so the order of a pair is moot."""
+    cosine = np.einsum("ij,ij->i", first, second)
+    return np.hstack([np.abs(first - second), first * second, cosine[:, None]]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PairHeadModel:
+    weights: np.ndarray  # features
+    bias: float
+    threshold: float  # probability at or above which a pair means the same
+
+    def probabilities(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        logits = pair_features(first, second) @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-logits))
+
+
+def best_accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The cut between consecutive sorted scores that classifies the most pairs correctly."""
+    order = np.argsort(scores)
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    # Threshold just above position i: pairs 0..i negative, the rest positive.
+    negatives_below = np.concatenate([[0], np.cumsum(sorted_labels == 0)])
+    positives_above = np.concatenate([[int(sorted_labels.sum())], int(sorted_labels.sum()) - np.cumsum(sorted_labels)])
+    correct = negatives_below + positives_above
+    best = int(np.argmax(correct))
+    if best == 0:
+        return float(sorted_scores[0])
+    if best == len(sorted_scores):
+        return float(sorted_scores[-1] + 1e-6)
+    return float((sorted_scores[best - 1] + sorted_scores[best]) / 2)
+
+
+def fit_pair_head(*, first: np.ndarray, second: np.ndarray, labels: np.ndarray, folds: int = 5,
+                  seed: int = 0) -> tuple[PairHeadModel, dict]:
+    """Logistic regression on pair features; C and the probability threshold chosen by cross-validation.
+
+    1. For each C of the grid: held-out probabilities of every pair (folds stratified by label).
+    2. The C with the best accuracy at its own best threshold; that threshold is kept (with its F1).
+    3. The final model on every pair.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = pair_features(first, second)
+    labels = np.asarray(labels).astype(int)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    best: tuple[float, float, float, float] | None = None  # accuracy, C, threshold, F1
+    for c in PAIR_HEAD_C_GRID:
+        held_out = np.zeros(len(labels))
+        for train, test in splitter.split(features, labels):
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+            held_out[test] = model.fit(features[train], labels[train]).predict_proba(features[test])[:, 1]
+        threshold = best_accuracy_threshold(held_out, labels)
+        predicted = held_out >= threshold
+        accuracy = float((predicted == (labels == 1)).mean())
+        true_positive = float((predicted & (labels == 1)).sum())
+        f1 = 2 * true_positive / (predicted.sum() + (labels == 1).sum()) if true_positive else 0.0
+        if best is None or accuracy > best[0]:
+            best = (accuracy, c, threshold, f1)
+    accuracy, c, threshold, f1 = best
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(features, labels)
+    scaler, regression = model[0], model[-1]
+    weights = regression.coef_[0] / scaler.scale_
+    head = PairHeadModel(weights=weights.astype(np.float32),
+                         bias=float(regression.intercept_[0] - weights @ scaler.mean_), threshold=float(threshold))
+    report = {"pairs": int(len(labels)), "C": c, "folds": folds, "cross_validated_accuracy": round(accuracy, 4),
+              "cross_validated_f1": round(float(f1), 4), "threshold": round(float(threshold), 4),
+              "all_negative_accuracy": round(float((labels == 0).mean()), 4)}
+    return head, report

@@ -178,6 +178,24 @@ class Inquiry(models.Model):
         return self.question[:80]
 
 
+class PairHead(models.Model):
+    """Whether two texts mean the same, learned on labelled pairs over one space's frozen vectors.
+
+    The cosine alone barely separates hard paraphrase pairs (AFQMC with the CPU model: no better than
+    answering "different" every time); logistic regression over pair features (|u-v|, u*v and the
+    cosine, faq.matching.pair_features) learns which directions matter. Refit with `fit_pair_head`.
+    """
+
+    space = models.OneToOneField("embeddings.EmbeddingSpace", on_delete=models.CASCADE, related_name="+")
+    weights = models.BinaryField()  # float32 (features,), numpy .npy bytes; standardising folded in
+    bias = models.FloatField()
+    # Probability at or above which a pair is "same meaning": the most accurate one in cross-validation.
+    threshold = models.FloatField()
+    source = models.CharField(max_length=300, blank=True)  # the labelled pair file it was fitted on
+    metrics = models.JSONField(default=dict)  # cross-validated accuracy and F1 at the threshold
+    fitted_at = models.DateTimeField(auto_now=True)
+
+
 class CalibratedThreshold(models.Model):
     """A decision threshold calibrated on labelled data for one embedding space.
 
@@ -191,13 +209,17 @@ class CalibratedThreshold(models.Model):
 
     space = models.ForeignKey("embeddings.EmbeddingSpace", on_delete=models.CASCADE, related_name="+")
     task = models.CharField(max_length=16, choices=Task.choices)
+    # "" for every question; "en>zh" for English questions whose best wording is Chinese, where
+    # cross-lingual precision differs from the rest (faq.selectors.cosine_threshold_for_pair).
+    language_pair = models.CharField(max_length=33, blank=True, default="")
     value = models.FloatField()
     source = models.CharField(max_length=300, blank=True)  # the data set it was calibrated on
     metrics = models.JSONField(default=dict)
     calibrated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["space", "task"], name="calibrated_threshold_space_task_unique")]
+        constraints = [models.UniqueConstraint(fields=["space", "task", "language_pair"],
+                                               name="calibrated_threshold_space_task_pair_unique")]
 
 
 class InboxInquiry(Inquiry):

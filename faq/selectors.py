@@ -9,25 +9,39 @@ from dataclasses import dataclass, replace
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import CharField, Count, Exists, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Lower
 
+from embeddings import centring
 from embeddings.client import get_client
-from embeddings.models import EmbeddingSpace
+from embeddings.models import EmbeddingSpace, LanguageMean
 from embeddings.reranker import RerankerClient, RerankerError, get_reranker
 from embeddings.selectors import nearest_neighbours
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
 from .matching import (
+    CLASSIFIER_COSINE_ALLOWANCE,
     LinearClassifier,
     Match,
+    PairHeadModel,
     Thresholds,
     apply_reranking,
     array_from_bytes,
     best_score_per_faq,
     decide,
 )
-from .models import LIVE_NAMESPACE, CalibratedThreshold, Faq, FaqClassifier, FaqWording, Inquiry
+from .languages import detect_language
+from .models import (
+    LIVE_NAMESPACE,
+    CalibratedThreshold,
+    Faq,
+    FaqClassifier,
+    FaqTranslation,
+    FaqWording,
+    Inquiry,
+    PairHead,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +63,44 @@ _threshold_cache: dict[tuple[int, str], tuple[float, float]] = {}
 
 
 def threshold_for(*, space: EmbeddingSpace, task: str) -> float:
-    """The calibrated threshold of this space, else the model profile's default."""
+    """The calibrated threshold of this space (for all questions), else the model profile's default."""
+    calibrated = calibrated_thresholds(space=space, task=task).get("")
+    return calibrated if calibrated is not None else get_client().profile.default_thresholds[task]
+
+
+def calibrated_thresholds(*, space: EmbeddingSpace, task: str) -> dict[str, float]:
+    """{language pair ("" for all questions, "en>zh" for English questions finding Chinese wordings): value}
+    calibrated for this space; empty when nobody calibrated it."""
     key = (space.id, task)
     cached = _threshold_cache.get(key)
     if cached is not None and time.monotonic() - cached[1] < THRESHOLD_CACHE_SECONDS:
         return cached[0]
-    value = CalibratedThreshold.objects.filter(space=space, task=task).values_list("value", flat=True).first()
-    threshold = float(value) if value is not None else get_client().profile.default_thresholds[task]
-    _threshold_cache[key] = (threshold, time.monotonic())
-    return threshold
+    values = {pair: float(value) for pair, value in CalibratedThreshold.objects.filter(space=space, task=task)
+              .values_list("language_pair", "value")}
+    _threshold_cache[key] = (values, time.monotonic())
+    return values
+
+
+def cosine_threshold_for_pair(thresholds: dict[str, float], *, question_language: str,
+                              wording_language: str | None) -> float | None:
+    """The cosine rule's threshold for a question of one language whose best wording is in another:
+    that pair's where it was calibrated, else the space's; None (never answer by cosine) when neither was."""
+    return thresholds.get(f"{question_language}>{wording_language}", thresholds.get(""))
+
+
+def centred_questions(*, space: EmbeddingSpace, namespace: str, questions: list[str],
+                      vectors: np.ndarray) -> np.ndarray:
+    """Question vectors as they are compared with the library's: each minus its language's query mean.
+
+    Only once the library itself is centred (it has document means); a language without a query mean
+    yet uses its document mean, and one with neither stays as it is (embeddings.centring).
+    """
+    corpus = corpus_for(namespace)
+    document = centring.usable(centring.language_means(space=space, scope=corpus, side=LanguageMean.Side.DOCUMENT))
+    if not document:
+        return vectors
+    query = centring.usable(centring.language_means(space=space, scope=corpus, side=LanguageMean.Side.QUERY))
+    return centring.centre(vectors, [detect_language(question) for question in questions], {**document, **query})
 
 
 _classifier_cache: dict[tuple[int, str], tuple[tuple, LinearClassifier]] = {}
@@ -77,7 +120,7 @@ def current_classifier(*, space: EmbeddingSpace, namespace: str) -> LinearClassi
     row = FaqClassifier.objects.get(id=version[0])
     classifier = LinearClassifier(
         faq_ids=list(row.faq_ids), weights=array_from_bytes(row.weights), bias=array_from_bytes(row.bias),
-        confidence_threshold=row.confidence_threshold,
+        confidence_threshold=row.confidence_threshold, cosine_floor=(row.cross_validation or {}).get("cosine_floor"),
     )
     with _classifier_lock:
         _classifier_cache[key] = (version, classifier)
@@ -96,11 +139,14 @@ def match_questions(*, questions: list[str], namespace: str = LIVE_NAMESPACE, to
 
 def match_in_stages(*, questions: list[str], vectors: np.ndarray, namespace: str, top_k: int,
                     space: EmbeddingSpace) -> list[Match]:
-    """The first stage (match_vectors), then the reranker over its best RERANKER_CANDIDATES where one is set."""
+    """The first stage (match_vectors on the centred question vectors), then the reranker over its best
+    RERANKER_CANDIDATES where one is set. vectors: the questions' raw query vectors."""
+    vectors = centred_questions(space=space, namespace=namespace, questions=questions, vectors=vectors)
+    languages = [detect_language(question) for question in questions]
     reranker = get_reranker()
     if reranker is None:
-        return match_vectors(vectors=vectors, namespace=namespace, top_k=top_k, space=space)
-    matches = match_vectors(vectors=vectors, namespace=namespace, space=space,
+        return match_vectors(vectors=vectors, namespace=namespace, top_k=top_k, space=space, languages=languages)
+    matches = match_vectors(vectors=vectors, namespace=namespace, space=space, languages=languages,
                             top_k=max(top_k, settings.RERANKER_CANDIDATES))
     return rerank_matches(questions=questions, matches=matches, top_k=top_k, reranker=reranker)
 
@@ -128,31 +174,45 @@ def rerank_matches(*, questions: list[str], matches: list[Match], top_k: int,
 
 def match_vectors(
     *, vectors: np.ndarray, namespace: str = LIVE_NAMESPACE, top_k: int = DEFAULT_TOP_K,
-    space: EmbeddingSpace | None = None,
+    space: EmbeddingSpace | None = None, languages: list[str] | None = None,
 ) -> list[Match]:
+    """vectors: the questions as compared (centred_questions); languages: theirs, for the cosine rule's
+    threshold per language pair (None: the space's threshold for all questions)."""
     space = space or active_space()
     corpus = corpus_for(namespace)
     neighbours = nearest_neighbours(space=space, corpus=corpus, vectors=vectors, k=NEIGHBOURS_PER_QUESTION)
-    faq_of_wording, active_faq_ids = live_wordings_and_faqs(
+    faq_of_wording, active_faq_ids, language_of_wording = live_wordings_and_faqs(
         namespace=namespace, wording_ids={neighbour.object_id for row in neighbours for neighbour in row},
     )
     classifier = current_classifier(space=space, namespace=namespace)
     allowed = active_faq_ids if classifier is not None else None
     probabilities = classifier.probabilities(vectors) if classifier is not None else None
-    thresholds = Thresholds(cosine=threshold_for(space=space, task="faq"))
-    return [
-        decide(
+    calibrated = calibrated_thresholds(space=space, task="faq")
+    # The classifier's own floor is learned with it; this one is for classifiers fitted before it was.
+    fallback_floor = threshold_for(space=space, task="faq") - CLASSIFIER_COSINE_ALLOWANCE
+    matches = []
+    for position, row in enumerate(neighbours):
+        known = [n for n in row if n.object_id in faq_of_wording]
+        nearest_language = language_of_wording[known[0].object_id] if known else None
+        thresholds = Thresholds(
+            cosine=cosine_threshold_for_pair(calibrated, question_language=languages[position] if languages else "",
+                                             wording_language=nearest_language),
+            classifier_cosine_floor=fallback_floor,
+        )
+        matches.append(decide(
             scores=best_score_per_faq(row, faq_of_wording),
             probabilities=probabilities[position] if probabilities is not None else None,
             classifier=classifier, thresholds=thresholds, top_k=top_k, allowed_faq_ids=allowed,
-            neighbours=[(faq_of_wording[n.object_id], n.score) for n in row if n.object_id in faq_of_wording],
-        )
-        for position, row in enumerate(neighbours)
-    ]
+            neighbours=[(faq_of_wording[n.object_id], n.score) for n in known],
+        ))
+        matches[-1] = replace(matches[-1], nearest_language=nearest_language)
+    return matches
 
 
-def live_wordings_and_faqs(*, namespace: str, wording_ids: set[int]) -> tuple[dict[int, int], set[int]]:
-    """({wording id: FAQ id} for those of these wordings whose FAQ is active, {every active FAQ id}).
+def live_wordings_and_faqs(*, namespace: str,
+                           wording_ids: set[int]) -> tuple[dict[int, int], set[int], dict[int, str]]:
+    """({wording id: FAQ id} for those of these wordings whose FAQ is active, {every active FAQ id},
+    {wording id: its language}).
 
     One statement on the match path (index faq_namespace_active_idx), where each query's round trip and
     ORM compilation is a measurable share of a request.
@@ -160,7 +220,7 @@ def live_wordings_and_faqs(*, namespace: str, wording_ids: set[int]) -> tuple[di
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT faq.id, wording.id
+            SELECT faq.id, wording.id, wording.language
             FROM faq_faq faq
             LEFT JOIN faq_faqwording wording ON wording.faq_id = faq.id AND wording.id = ANY(%s)
             WHERE faq.namespace = %s AND faq.active
@@ -168,25 +228,44 @@ def live_wordings_and_faqs(*, namespace: str, wording_ids: set[int]) -> tuple[di
             [list(wording_ids), namespace],
         )
         rows = cursor.fetchall()
-    return ({wording_id: faq_id for faq_id, wording_id in rows if wording_id is not None},
-            {faq_id for faq_id, _ in rows})
+    return ({wording_id: faq_id for faq_id, wording_id, _ in rows if wording_id is not None},
+            {faq_id for faq_id, _, _ in rows},
+            {wording_id: language for _, wording_id, language in rows if wording_id is not None})
 
 
 @dataclass(frozen=True)
 class PairVerdict:
-    score: float
+    score: float  # the pair head's probability, or the cosine
     same_meaning: bool
     threshold: float
+    method: str = "cosine"  # "pair head" where one was fitted for the space
+
+
+def pair_head(*, space: EmbeddingSpace) -> PairHeadModel | None:
+    """The pair head fitted for this space (fit_pair_head), or None."""
+    row = PairHead.objects.filter(space=space).first()
+    if row is None:
+        return None
+    return PairHeadModel(weights=array_from_bytes(row.weights), bias=row.bias, threshold=row.threshold)
 
 
 def pair_similarity(*, pairs: list[tuple[str, str]], threshold: float | None = None) -> list[PairVerdict]:
-    """Whether each pair of texts means the same: cosine of both written as 'pair' queries (symmetric)."""
+    """Whether each pair of texts means the same, both written as 'pair' queries (symmetric).
+
+    With a pair head fitted for the active space: its probability against its threshold. Otherwise the
+    cosine against the space's calibrated pair threshold (or `threshold`).
+    """
     if not pairs:
         return []
     space = active_space()
+    vectors = embed_queries([text for pair in pairs for text in pair], task="pair")
+    head = pair_head(space=space) if threshold is None else None
+    if head is not None:
+        probabilities = head.probabilities(vectors[0::2], vectors[1::2])
+        return [PairVerdict(score=float(p), same_meaning=bool(p >= head.threshold), threshold=head.threshold,
+                            method="pair head") for p in probabilities]
     if threshold is None:
         threshold = threshold_for(space=space, task="pair")
-    vectors = embed_queries([text for pair in pairs for text in pair], task="pair")
     return verdicts_from_vectors(vectors=vectors, threshold=threshold)
 
 
@@ -226,13 +305,59 @@ def faqs_by_id(faq_ids: list[int]) -> dict[int, Faq]:
     return {faq.id: faq for faq in Faq.objects.filter(id__in=faq_ids).prefetch_related("translations")}
 
 
+NEEDS_STAFF = Q(status=Inquiry.Status.ESCALATED) | Q(helpful=False)
+
+
+def normalised_question() -> Func:
+    """The question as repeats are recognised: lower case, without spaces and punctuation (Chinese included)."""
+    return Func(Lower("question"), Value(r"[[:space:][:punct:]？。！，、；：“”‘’（）《》【】]+"), Value(""),
+                Value("g"), function="regexp_replace", output_field=CharField())
+
+
 def inbox_inquiries() -> QuerySet[Inquiry]:
-    """Escalated or unhelpful inquiries (index inquiry_needs_staff_idx), most common topic first, then newest."""
+    """Escalated or unhelpful inquiries (index inquiry_needs_staff_idx), one row per repeated question:
+    the newest asking, with `asked` = how many times it was asked; most common topic first, then newest."""
+    same_question = (Inquiry.objects.filter(NEEDS_STAFF).annotate(normalised=normalised_question())
+                     .filter(normalised=OuterRef("normalised")))
+    asked = same_question.order_by().values("normalised").annotate(n=Count("*")).values("n")
+    newer = same_question.filter(Q(created_at__gt=OuterRef("created_at"))
+                                 | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id")))
     return (
-        Inquiry.objects.filter(Q(status=Inquiry.Status.ESCALATED) | Q(helpful=False))
+        Inquiry.objects.filter(NEEDS_STAFF).annotate(normalised=normalised_question())
+        .filter(~Exists(newer))
+        .annotate(asked=Subquery(asked, output_field=IntegerField()))
         .select_related("matched_faq", "topic_cluster")
         .order_by(F("topic_cluster__size").desc(nulls_last=True), "-created_at")
     )
+
+
+def same_question_inquiries(inquiry: Inquiry) -> QuerySet[Inquiry]:
+    """Every inbox inquiry asking what this one asks (inbox_inquiries groups them under one row)."""
+    return (Inquiry.objects.filter(NEEDS_STAFF).annotate(normalised=normalised_question())
+            .filter(normalised=Inquiry.objects.filter(id=inquiry.id).annotate(normalised=normalised_question())
+                    .values("normalised")[:1]))
+
+
+@dataclass(frozen=True)
+class MissingTranslation:
+    faq_id: int
+    question: str
+    language: str  # the language customers asked in, which the FAQ has no answer in
+    asked: int
+
+
+def missing_translations(*, limit: int = 20) -> list[MissingTranslation]:
+    """Live FAQs that answered customers in another language than theirs, most asked first:
+    the translations worth writing."""
+    lacking = (
+        Inquiry.objects.filter(matched_faq__isnull=False, matched_faq__namespace=LIVE_NAMESPACE)
+        .exclude(language=F("matched_faq__language"))
+        .exclude(Exists(FaqTranslation.objects.filter(faq=OuterRef("matched_faq"), language=OuterRef("language"))))
+        .values("matched_faq", "matched_faq__question", "language")
+        .annotate(asked=Count("id")).order_by("-asked", "matched_faq")[:limit]
+    )
+    return [MissingTranslation(faq_id=row["matched_faq"], question=row["matched_faq__question"],
+                               language=row["language"], asked=row["asked"]) for row in lacking]
 
 
 def faq_library_fingerprint_rows(*, namespace: str) -> QuerySet:

@@ -11,14 +11,17 @@ import numpy as np
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
+from embeddings import centring
 from embeddings.errors import EmbeddingError
+from embeddings.models import EmbeddingSpace, LanguageMean
 from embeddings.services import embed_documents, embed_queries, index_documents
 from embeddings.store import active_space, index_name, store_vectors
 
 from . import selectors
+from .languages import detect_language
 from .matching import (
     MIN_FAQS_FOR_CLASSIFIER,
     MIN_WORDINGS_PER_FAQ_FOR_CLASSIFIER,
@@ -36,15 +39,13 @@ MAX_QUESTION_LENGTH = 1000
 # threshold learned on the former loosens a little on the latter.
 TARGET_ANSWER_PRECISION = 0.98
 INDEX_BATCH_SIZE = 64  # texts per embedding call: small enough for a busy CPU endpoint
+# The library is re-centred (every wording vector stored again) when a language's document mean moved
+# further than this. Adding one wording to n moves the mean by about 0.5/n (e5 vectors sit about 0.5 from
+# their language's mean), so a 1,000-wording library is re-centred about every 40 new wordings.
+MEAN_SHIFT_TOLERANCE = 0.02
 MAX_MATCH_ATTEMPTS = 20
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def detect_language(text: str) -> str:
-    """'zh' when the text contains Chinese characters, else 'en': enough to pick an answer's translation."""
-    return "zh" if _CJK.search(text) else "en"
 
 
 # --- the library -------------------------------------------------------------------
@@ -55,6 +56,7 @@ class ImportReport:
     faqs_created: int = 0
     faqs_updated: int = 0
     wordings_created: int = 0
+    translations_written: int = 0
     errors: list[str] = field(default_factory=list)  # "row N: what is wrong"
 
 
@@ -62,9 +64,11 @@ class ImportReport:
 def import_faqs(*, rows: Iterable[dict[str, str]], namespace: str = LIVE_NAMESPACE) -> ImportReport:
     """Create or update FAQs from CSV rows (faq_id, question[, answer, category, language]).
 
-    Rows sharing a faq_id are wordings of one FAQ: the first gives its question, any
-    row may give the answer, category or language. Bad rows are reported with their
-    row number (the header is row 1) and skipped; everything else is imported.
+    Rows sharing a faq_id are wordings of one FAQ, in any language: the first gives its
+    question and its own language; each row's answer is the FAQ's answer in that row's
+    language (given, else guessed from its question), so rows in another language carry
+    the translations customers asking in that language are shown. Bad rows are reported
+    with their row number (the header is row 1) and skipped; everything else is imported.
     Indexing is queued after commit for the live namespace.
     """
     report = ImportReport()
@@ -84,27 +88,42 @@ def import_faqs(*, rows: Iterable[dict[str, str]], namespace: str = LIVE_NAMESPA
         if len(faq_id) > 100:
             report.errors.append(f"row {row_number}: faq_id is longer than 100 characters")
             continue
-        grouped.setdefault(faq_id, []).append({**row, "question": question})
+        language = (row.get("language") or "").strip().lower() or detect_language(question)
+        if len(language) > 16:
+            report.errors.append(f"row {row_number}: language {language[:20]!r} is longer than 16 characters")
+            continue
+        grouped.setdefault(faq_id, []).append({**row, "question": question, "language": language,
+                                               "answer": (row.get("answer") or "").strip()})
 
     existing = {faq.external_id: faq for faq in Faq.objects.filter(namespace=namespace, external_id__in=list(grouped))}
     new_faqs = []
+    answers_by_faq: dict[str, dict[str, str]] = {}
     for external_id, group in grouped.items():
-        answer = next((row.get("answer", "").strip() for row in group if (row.get("answer") or "").strip()), "")
+        # One answer per language: the first non-empty one of that language wins.
+        answers: dict[str, str] = {}
+        for row in group:
+            if row["answer"]:
+                answers.setdefault(row["language"], row["answer"])
+        answers_by_faq[external_id] = answers
         category = next((row.get("category", "").strip() for row in group if (row.get("category") or "").strip()), "")
-        language = next((row.get("language", "").strip() for row in group if (row.get("language") or "").strip()),
-                        detect_language(group[0]["question"]))
+        language = group[0]["language"]
         faq = existing.get(external_id)
         if faq is None:
             new_faqs.append(Faq(namespace=namespace, external_id=external_id, question=group[0]["question"],
-                                answer=answer, category=category, language=language))
+                                answer=answers.get(language, ""), category=category, language=language))
         else:
-            faq.question, faq.answer = group[0]["question"], answer or faq.answer
+            faq.question, faq.answer = group[0]["question"], answers.get(language) or faq.answer
             faq.category, faq.language = category or faq.category, language
             faq.save()
             report.faqs_updated += 1
     Faq.objects.bulk_create(new_faqs, batch_size=1000)
     report.faqs_created = len(new_faqs)
     faq_by_external_id = {**existing, **{faq.external_id: faq for faq in new_faqs}}
+    report.translations_written = save_translations({
+        faq_by_external_id[external_id].id: {language: answer for language, answer in answers.items()
+                                             if language != faq_by_external_id[external_id].language}
+        for external_id, answers in answers_by_faq.items()
+    })
 
     known_texts = set(
         FaqWording.objects.filter(faq__in=list(existing.values())).values_list("faq_id", "text")
@@ -119,7 +138,7 @@ def import_faqs(*, rows: Iterable[dict[str, str]], namespace: str = LIVE_NAMESPA
             known_texts.add((faq.id, row["question"]))
             is_question = position == 0 and faq.id not in existing_ids
             new_wordings.append(FaqWording(
-                faq=faq, text=row["question"], language=detect_language(row["question"]),
+                faq=faq, text=row["question"], language=row["language"],
                 source=FaqWording.Source.QUESTION if is_question else FaqWording.Source.IMPORTED,
             ))
     FaqWording.objects.bulk_create(new_wordings, batch_size=2000)
@@ -127,6 +146,28 @@ def import_faqs(*, rows: Iterable[dict[str, str]], namespace: str = LIVE_NAMESPA
     if namespace == LIVE_NAMESPACE:
         queue_library_changed()
     return report
+
+
+def save_translations(answers_by_faq_id: dict[int, dict[str, str]]) -> int:
+    """Insert or replace each FAQ's answer in other languages than its own, in one statement; returns rows written."""
+    faq_ids, languages, answers = [], [], []
+    for faq_id, answers_of_faq in answers_by_faq_id.items():
+        for language, answer in answers_of_faq.items():
+            faq_ids.append(faq_id)
+            languages.append(language)
+            answers.append(answer)
+    if not faq_ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO faq_faqtranslation (faq_id, language, answer)
+            SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::text[])
+            ON CONFLICT (faq_id, language) DO UPDATE SET answer = EXCLUDED.answer
+            """,
+            [faq_ids, languages, answers],
+        )
+    return len(faq_ids)
 
 
 def queue_library_changed() -> None:
@@ -167,20 +208,96 @@ def index_wordings(*, namespace: str = LIVE_NAMESPACE, limit: int = 100_000) -> 
             break
         ids, texts = [row[0] for row in batch], [row[1] for row in batch]
         if namespace == LIVE_NAMESPACE:
-            index_documents(corpus=corpus, object_ids=ids, texts=texts)  # also into a space being built
+            # Centred by the corpus's prepare_vectors (faq.apps); also written into a space being built.
+            index_documents(corpus=corpus, object_ids=ids, texts=texts)
         else:
-            vectors = embed_documents(texts, space=space)
+            vectors = centred_wording_vectors(space, ids, embed_documents(texts, space=space), namespace=namespace)
             store_vectors(space=space, corpus=corpus, object_ids=ids, texts=texts, vectors=vectors)
         indexed += len(batch)
     # Evaluation namespaces get no HNSW index: an FAQ library is small enough for exact search
     # (8,000 wordings: a few ms per question with the vectors cast once, embeddings.selectors.nearest_neighbours).
+    if indexed or not LanguageMean.objects.filter(space=space, scope=corpus,
+                                                  side=LanguageMean.Side.DOCUMENT).exists():
+        indexed += recentre_library(namespace=namespace, space=space)
     return indexed
 
 
+def centred_wording_vectors(space: EmbeddingSpace, wording_ids: list[int], vectors: np.ndarray, *,
+                            namespace: str) -> np.ndarray:
+    """Wording vectors as stored: each minus its language's document mean in this space (raw before any mean)."""
+    means = centring.language_means(space=space, scope=selectors.corpus_for(namespace),
+                                    side=LanguageMean.Side.DOCUMENT)
+    languages_of = dict(FaqWording.objects.filter(id__in=wording_ids).values_list("id", "language"))
+    return centring.centre(vectors, [languages_of.get(wording_id, "") for wording_id in wording_ids],
+                           centring.usable(means))
+
+
+def recentre_library(*, namespace: str, space: EmbeddingSpace) -> int:
+    """Learn the library's per-language means; store every wording vector again when they moved.
+
+    Document means: the mean of the library's wording vectors per language; the stored vectors are
+    always centred with the stored means, so both change together (one transaction). Query means:
+    the wordings written as questions, for languages traffic has not taught yet (traffic keeps them
+    current afterwards, learn_question_means). Raw vectors come from the embedding cache (no model
+    call for texts already embedded). Returns how many vectors were stored again.
+    """
+    corpus = selectors.corpus_for(namespace)
+    wordings = list(FaqWording.objects.filter(faq__namespace=namespace, faq__active=True).order_by("id")
+                    .values_list("id", "text", "language"))
+    if not wordings:
+        return 0
+    ids, texts, languages = zip(*wordings)
+    raw = embed_texts_in_batches(list(texts), space=space, side="document")
+    library_means = {language: (mean, count) for language, (mean, count) in centring.means_of(raw, languages).items()
+                     if count >= centring.MIN_SAMPLES}
+    stored = centring.language_means(space=space, scope=corpus, side=LanguageMean.Side.DOCUMENT)
+    query_means = centring.language_means(space=space, scope=corpus, side=LanguageMean.Side.QUERY)
+    untaught = [language for language in library_means if query_means.get(language, (None, 0))[1] < centring.MIN_SAMPLES]
+    if untaught:
+        rows = [position for position, language in enumerate(languages) if language in untaught]
+        questions = embed_texts_in_batches([texts[p] for p in rows], space=space, side="query")
+        centring.learn_means(space=space, scope=corpus, side=LanguageMean.Side.QUERY, vectors=questions,
+                             languages=[languages[p] for p in rows])
+    shift = centring.mean_shift({language: mean for language, (mean, _) in stored.items()},
+                                {language: mean for language, (mean, _) in library_means.items()})
+    if shift <= MEAN_SHIFT_TOLERANCE:
+        return 0
+    with transaction.atomic():
+        centring.replace_means(space=space, scope=corpus, side=LanguageMean.Side.DOCUMENT, means=library_means)
+        means = {language: mean for language, (mean, _) in library_means.items()}
+        store_vectors(space=space, corpus=corpus, object_ids=list(ids), texts=list(texts),
+                      vectors=centring.centre(raw, languages, means))
+    logger.info("faq library %s re-centred (%d wordings; means moved %.3f)", namespace, len(ids), shift)
+    return len(ids)
+
+
+def embed_texts_in_batches(texts: list[str], *, space: EmbeddingSpace, side: str) -> np.ndarray:
+    """Raw vectors through the cache, a few hundred per call (a busy CPU endpoint times big requests out)."""
+    parts = [
+        embed_documents(texts[start:start + 256], space=space) if side == "document"
+        else embed_queries(texts[start:start + 256], task="faq", space=space)
+        for start in range(0, len(texts), 256)
+    ]
+    return np.vstack(parts) if parts else np.zeros((0, space.dimensions), dtype=np.float32)
+
+
+def learn_question_means(*, questions: list[str], namespace: str = LIVE_NAMESPACE) -> None:
+    """Fold customers' questions into the query-side means of their languages (vectors from the cache)."""
+    space = active_space()
+    vectors = embed_queries(questions, task="faq", space=space)
+    centring.learn_means(space=space, scope=selectors.corpus_for(namespace), side=LanguageMean.Side.QUERY,
+                         vectors=vectors, languages=[detect_language(question) for question in questions])
+
+
 def library_fingerprint(*, namespace: str) -> str:
+    """Changes when the library's wordings or the means its vectors are centred with change (a refit is due)."""
     digest = hashlib.sha256()
     for wording_id, faq_id in selectors.faq_library_fingerprint_rows(namespace=namespace).iterator(chunk_size=5000):
         digest.update(f"{wording_id}:{faq_id};".encode())
+    for stamp in (LanguageMean.objects.filter(scope=selectors.corpus_for(namespace), space=active_space(),
+                                              side=LanguageMean.Side.DOCUMENT)
+                  .order_by("language").values_list("language", "updated_at")):
+        digest.update(f"{stamp[0]}@{stamp[1].isoformat()};".encode())
     return digest.hexdigest()
 
 
@@ -201,12 +318,12 @@ def refit_classifier(*, namespace: str = LIVE_NAMESPACE, force: bool = False) ->
         return None
     wording_ids, faq_ids, vectors = wording_vectors(namespace=namespace, space_id=space.id)
     texts = dict(FaqWording.objects.filter(id__in=wording_ids).values_list("id", "text"))
-    # The wordings as customers would ask them (through the embedding cache: a refit re-embeds only new ones).
-    query_vectors = np.vstack([
-        embed_queries([texts[wording_id] for wording_id in wording_ids[start:start + INDEX_BATCH_SIZE]],
-                      task="faq", space=space)
-        for start in range(0, len(wording_ids), INDEX_BATCH_SIZE)
-    ])
+    # The wordings as customers would ask them (through the embedding cache: a refit re-embeds only new ones),
+    # centred as questions are when matched.
+    questions = [texts[wording_id] for wording_id in wording_ids]
+    query_vectors = selectors.centred_questions(
+        space=space, namespace=namespace, questions=questions,
+        vectors=embed_texts_in_batches(questions, space=space, side="query"))
     classifier, report = fit_classifier(vectors=vectors, labels=faq_ids, target_precision=TARGET_ANSWER_PRECISION,
                                         query_vectors=query_vectors)
     row, _ = FaqClassifier.objects.update_or_create(
@@ -249,6 +366,7 @@ def delete_namespace(*, namespace: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM embeddings_vector WHERE corpus = %s", [corpus])
         cursor.execute(f'DROP INDEX IF EXISTS "{index_name(active_space().id, corpus)}"')
+    centring.delete_means(scope=corpus)
     FaqClassifier.objects.filter(namespace=namespace).delete()
     Faq.objects.filter(namespace=namespace).delete()
 
@@ -286,6 +404,7 @@ def submit_inquiry(*, question: str, name: str = "", contact: str = "", fingerpr
         Inquiry.objects.filter(id=inquiry.id).update(match_attempts=1)
         inquiry.match_attempts = 1
         return inquiry
+    learn_question_means(questions=[inquiry.question])
     return record_match(inquiry=inquiry, match=match, customer_waiting=True)
 
 
@@ -338,6 +457,7 @@ def match_pending_inquiries(*, limit: int = 200) -> int:
             logger.warning("%d inquiries still unmatched: %s", len(inquiries), error)
             Inquiry.objects.filter(id__in=[i.id for i in inquiries]).update(match_attempts=F("match_attempts") + 1)
             return 0
+        learn_question_means(questions=[inquiry.question for inquiry in inquiries])
         for inquiry, match in zip(inquiries, matches):
             record_match(inquiry=inquiry, match=match, customer_waiting=False)
     return len(inquiries)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from config.client_address import client_address
@@ -14,6 +15,12 @@ from .forms import FeedbackForm, InquiryForm
 from .models import Inquiry
 
 TOKEN_SALT = "faq.inquiry"
+# Names of the languages answers are written in (faq.languages.detect_language), in the page's language.
+ANSWER_LANGUAGE_NAMES = {"zh": _("Chinese"), "en": _("English")}
+
+
+def answer_language_name(language: str) -> str:
+    return str(ANSWER_LANGUAGE_NAMES.get(language, language))
 
 
 def inquiry_token(inquiry: Inquiry) -> str:
@@ -48,16 +55,23 @@ def inquiry_page(request: HttpRequest, token: str) -> HttpResponse:
         context["state"] = "staff_answer"
     elif inquiry.status == Inquiry.Status.ANSWERED and inquiry.matched_faq:
         answer, language = inquiry.matched_faq.answer_in(inquiry.language)
-        context.update(state="answered", faq=inquiry.matched_faq, answer=answer, answer_language=language)
+        # Where the FAQ has no answer in the customer's language the page says so and shows the one it has.
+        context.update(state="answered", faq=inquiry.matched_faq, answer=answer, answer_language=language,
+                       answer_in_other_language=language != inquiry.language,
+                       answer_language_name=answer_language_name(language))
     elif inquiry.status == Inquiry.Status.ESCALATED:
         context["state"] = "escalated"
     elif inquiry.matched_at is None:
         context["state"] = "pending"
     else:
         faqs = selectors.faqs_by_id([suggestion["faq_id"] for suggestion in inquiry.suggestions])
+        shown = [(faqs[s["faq_id"]], faqs[s["faq_id"]].answer_in(inquiry.language))
+                 for s in inquiry.suggestions[:3] if s["faq_id"] in faqs]
         context.update(state="suggestions", suggestions=[
-            {"faq": faqs[s["faq_id"]], "answer": faqs[s["faq_id"]].answer_in(inquiry.language)[0]}
-            for s in inquiry.suggestions[:3] if s["faq_id"] in faqs
+            {"faq": faq, "answer": answer, "answer_language": language,
+             "answer_language_name": answer_language_name(language),
+             "answer_in_other_language": language != inquiry.language}
+            for faq, (answer, language) in shown
         ])
     return render(request, "faq/inquiry.html", context)
 

@@ -14,6 +14,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from .conftest import SAMPLE_THRESHOLD, calibrate
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
@@ -64,3 +66,25 @@ def test_it_answers_a_paraphrase_suggests_for_a_vague_question_and_escalates(bro
     escalated = wait_for(browser, "escalated")
     assert "sent to our staff" in escalated.text and "ann@example.com" in escalated.text
     browser.save_screenshot(str(SCREENSHOTS / "faq-3-escalated.png"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_library_answers_english_in_english_and_chinese_in_chinese_on_the_chinese_page(
+        browser, live_server, sample_library):
+    calibrate(SAMPLE_THRESHOLD)
+    browser.get(f"{live_server.url}/ask/")
+    browser.find_element(By.ID, "language-zh-hans").click()  # the visible switch
+    assert wait_for(browser, "ask-form") and browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-hans"
+    assert "您的问题" in browser.page_source
+
+    ask(browser, live_server, "How long does it take to get my refund back?")
+    answer = wait_for(browser, "answer")
+    assert "Once approved, refunds go back to the original payment method" in answer.text
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-hans"
+    assert "这个回答有帮助吗" in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "faq-4-english-answer-chinese-page.png"))
+
+    ask(browser, live_server, "退款要多久才能到账？")
+    answer = wait_for(browser, "answer")
+    assert "退款审核通过后，原路退回" in answer.text
+    browser.save_screenshot(str(SCREENSHOTS / "faq-5-chinese-answer-chinese-page.png"))

@@ -139,3 +139,21 @@ def test_it_keeps_the_answer_when_the_reranker_agrees_and_never_answers_what_the
 
     assert apply_reranking(_match(answered=True), [0.8, 0.3, 0.1], top_k=3).answered is True
     assert apply_reranking(_match(answered=False), [0.8, 0.3, 0.1], top_k=3).answered is False
+
+
+def test_the_classifiers_own_cosine_floor_decides_on_its_own_scale():
+    # Centred vectors have lower cosines: a floor learned in cross-validation, not the raw-cosine threshold.
+    classifier = LinearClassifier(faq_ids=[1, 2], weights=np.eye(2, dtype=np.float32) * 10,
+                                  bias=np.zeros(2, dtype=np.float32), confidence_threshold=0.5, cosine_floor=0.45)
+    probabilities = classifier.probabilities(np.array([[1.0, 0.0]], dtype=np.float32))[0]
+    sure = decide(scores={1: 0.60}, probabilities=probabilities, classifier=classifier,
+                  thresholds=Thresholds(cosine=0.9), top_k=2)
+    loose = decide(scores={1: 0.40}, probabilities=probabilities, classifier=classifier,
+                   thresholds=Thresholds(cosine=0.9), top_k=2)
+    assert sure.answered and not loose.answered
+
+
+def test_the_cosine_rule_never_answers_without_a_calibrated_threshold():
+    match = decide(scores={1: 0.99, 2: 0.50}, probabilities=None, classifier=None,
+                   thresholds=Thresholds(cosine=None), top_k=2)
+    assert match.best.faq_id == 1 and not match.answered
