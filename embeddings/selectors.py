@@ -99,6 +99,32 @@ def nearest_neighbours_statement(
     return sql, parameters
 
 
+def stored_vectors(
+    *, space: EmbeddingSpace, corpus: str | Sequence[str], object_ids: Sequence[int],
+) -> tuple[list[int], np.ndarray]:
+    """The stored vectors of these objects in `space` (any of the corpora), read in binary: (ids, matrix).
+
+    Uses the unique index of constraint `vector_one_per_object_unique` (space_id, corpus, object_id).
+    Objects without a vector in the space are left out.
+    """
+    corpora = [corpus] if isinstance(corpus, str) else list(corpus)
+    ids: list[int] = []
+    rows: list[np.ndarray] = []
+    if object_ids:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:  # Django's own cursors are text-only
+            cursor.execute(
+                "SELECT object_id, embedding FROM embeddings_vector "
+                "WHERE space_id = %s AND corpus = ANY(%s) AND object_id = ANY(%s)",
+                [space.id, corpora, list(object_ids)], prepare=False, binary=True,
+            )
+            for object_id, embedding in cursor.fetchall():
+                ids.append(object_id)
+                rows.append(_halfvec_to_numpy(embedding))
+    matrix = np.stack(rows) if rows else np.zeros((0, space.dimensions), dtype=np.float32)
+    return ids, matrix
+
+
 def cached_embeddings(*, space: EmbeddingSpace, input_hashes: list[bytes]) -> dict[bytes, np.ndarray]:
     """Vectors already computed in this space for these input hashes, read in binary.
 

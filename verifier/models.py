@@ -32,6 +32,8 @@ class HsCode(models.Model):
     section = models.CharField(max_length=8, blank=True)
 
     class Meta:
+        verbose_name = "HS code"
+        verbose_name_plural = "HS codes"
         constraints = [models.UniqueConstraint(fields=["code", "language"], name="hs_code_language_unique")]
         indexes = [
             # Used by: lookups of a declared code's existence and its parents (verdicts, review pages).
@@ -69,6 +71,7 @@ class KnowledgeEntry(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "knowledge entries"
         constraints = [
             # A nomenclature line is one piece of evidence, however often it is loaded.
             models.UniqueConstraint(
@@ -247,7 +250,7 @@ class Verdict(models.Model):
     tier = models.CharField(max_length=16, choices=Tier.choices)
     # Higher is riskier: the review queue's order.
     risk = models.FloatField(default=0.0)
-    # [{"code": "declared_code_disagrees", "reason": "..."}]
+    # [{"code": "declared_code_contradicted", "reason": "..."}]
     anomalies = models.JSONField(default=list, blank=True)
     # {"neighbours": [{"entry_id", "code", "source", "score", "text"}], "alternatives": [{"code", "share"}]}
     evidence = models.JSONField(default=dict, blank=True)
@@ -340,6 +343,17 @@ class RoutingThreshold(models.Model):
     review_margin = models.FloatField()
     # A best similarity below this marks the description as unlike anything known.
     novelty_max_similarity = models.FloatField()
+    # Check mode (verifier.routing.route_check); empty: the model profile's default.
+    check_min_declared_share = models.FloatField(
+        null=True, blank=True, help_text="Auto-pass needs the declared heading to hold at least this share of the vote.")
+    check_min_similarity = models.FloatField(
+        null=True, blank=True, help_text="Auto-pass needs the closest evidence at least this similar.")
+    check_max_heading_gap = models.FloatField(
+        null=True, blank=True, help_text="Auto-pass needs the declared heading's closest line within this of the closest.")
+    contradiction_chapter_gap = models.FloatField(
+        null=True, blank=True, help_text="Warning when the declared chapter's closest line is this much less similar.")
+    contradiction_heading_gap = models.FloatField(
+        null=True, blank=True, help_text="Warning when the declared heading's closest line is this much less similar.")
     calibrated_at = models.DateTimeField(null=True, blank=True)
     calibration_note = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -161,10 +161,13 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
         if reason or not normalized[item.pk]:
             meaningless[item.pk] = reason or "the description is empty after normalisation"
     to_search = [item for item in items if item.pk not in meaningless]
-    # Declarations repeat themselves: each distinct wording is embedded and searched once per chunk.
-    distinct_texts = list(dict.fromkeys(normalized[item.pk] for item in to_search))
-    evidence_by_text = dict(zip(distinct_texts, find_evidence(distinct_texts))) if distinct_texts else {}
-    evidence_lists = [evidence_by_text[normalized[item.pk]] for item in to_search]
+    # Declarations repeat themselves: each distinct wording (with its declared code, in check mode, where the
+    # declared code's own lines are searched too) is embedded and searched once per chunk.
+    searches = {item.pk: (normalized[item.pk], _checked_code(item)) for item in to_search}
+    distinct = list(dict.fromkeys(searches.values()))
+    found = find_evidence([text for text, _ in distinct], declared_codes=[code for _, code in distinct]) if distinct else []
+    evidence_by_search = dict(zip(distinct, found))
+    evidence_lists = [evidence_by_search[searches[item.pk]] for item in to_search]
 
     verdicts: list[Verdict] = []
     for item in items:
@@ -184,10 +187,15 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
             margin=float(recommendation.margin),
             best_similarity=best_similarity,
             thresholds=thresholds.for_chapter((code or item.declared_code)[:2]),
+            path=recommendation.path,
+            declared_support=recommendation.declared_support,
         )
+        # In check mode the evidence can confirm the declared heading below where the vote alone stops.
+        if len(decision.confirmed_code) > len(code):
+            code = decision.confirmed_code
         verdicts.append(_verdict(
             item=item, decision=decision, space=space, recommended_code=code,
-            recommended_level=recommendation.level or None, confidence=float(recommendation.confidence),
+            recommended_level=len(code) if code else None, confidence=float(recommendation.confidence),
             margin=float(recommendation.margin), best_similarity=best_similarity,
             evidence=_explanation(evidence, recommendation),
         ))
@@ -292,7 +300,19 @@ def _explanation(evidence: list, recommendation) -> dict:
         "alternatives": [{"code": candidate.code, "share": round(candidate.share, 4)}
                          for candidate in recommendation.alternatives],
         "declared_share": recommendation.declared_share,
+        # What the reviewer's page and the check-mode evaluation read: the top-down choice, the best
+        # candidates at each level, and the declared code's support at each level it reaches.
+        "path": list(recommendation.path),
+        "by_level": {str(level): [{"code": candidate.code, "share": round(candidate.share, 4)}
+                                  for candidate in candidates]
+                     for level, candidates in recommendation.by_level.items()},
+        "declared_support": [support.to_json() for support in recommendation.declared_support],
     }
+
+
+def _checked_code(item: DeclarationItem) -> str:
+    """The declared code whose own evidence is searched: in check mode only (other modes do not judge it)."""
+    return item.declared_code if item.batch.mode == DeclarationBatch.Mode.CHECK else ""
 
 
 def _known_codes(items: list[DeclarationItem]) -> set[str]:

@@ -26,7 +26,9 @@ from dataclasses import asdict, dataclass, field
 from django.conf import settings
 from django.db import connection
 
-from embeddings.selectors import exact_nearest_neighbours, nearest_neighbours
+import numpy as np
+
+from embeddings.selectors import exact_nearest_neighbours, nearest_neighbours, stored_vectors
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
@@ -55,6 +57,9 @@ PROTOTYPE_TEMPERATURE = 0.02
 # Codes the prototypes alone bring into the vote at a level (their line vote is nearly nothing, so they
 # win only where the lines say nothing about that level).
 PROTOTYPE_CANDIDATES = 5
+# Evidence of source DECLARED_SOURCE + level is the closest knowledge line under the declared code cut to that
+# level (found by an exact scan of the declared chapter, however far it is): the declared code's own evidence.
+DECLARED_SOURCE = "declared_"
 # Stands for "no line evidence" in the geometric mix (a zero would veto a code the prototypes favour).
 NO_LINE_VOTE = 1e-6
 
@@ -82,6 +87,31 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class LevelSupport:
+    """The declared code's part of one level's vote, beside the level's best code (check mode weighs both)."""
+
+    level: int  # 2, 4 or 6 digits
+    declared: str  # the declared code cut to this level
+    declared_share: float  # 0..1 of the level's vote
+    best: str  # the level's best code, over the whole vote (not only within the chosen chapter)
+    best_share: float
+    # How much less similar the closest line under the declared code is than the closest line of all
+    # (0 where the closest line of all is under it; None where its lines were not searched).
+    similarity_gap: float | None = None
+    closest_line: Evidence | None = None  # the closest knowledge line under the declared code
+
+    @property
+    def declared_is_best(self) -> bool:
+        return self.declared == self.best
+
+    def to_json(self) -> dict:
+        return {"level": self.level, "declared": self.declared, "declared_share": round(self.declared_share, 4),
+                "best": self.best, "best_share": round(self.best_share, 4),
+                "similarity_gap": None if self.similarity_gap is None else round(self.similarity_gap, 4),
+                "closest_line": None if self.closest_line is None else self.closest_line.to_json()}
+
+
+@dataclass(frozen=True)
 class Recommendation:
     code: str  # "" when there is no evidence at all
     level: int  # digits of `code`: 2, 4 or 6 (0 without evidence)
@@ -95,6 +125,11 @@ class Recommendation:
     evidence: tuple[Evidence, ...] = ()
     declared_code: str | None = None
     declared_share: float | None = None  # the vote share of the declared code at the deepest level it has
+    # The declared code's support at each level it reaches (chapter, heading, subheading), top level first.
+    declared_support: tuple[LevelSupport, ...] = ()
+
+    def support_at(self, level: int) -> LevelSupport | None:
+        return next((support for support in self.declared_support if support.level == level), None)
 
     def to_json(self) -> dict:
         return {
@@ -107,15 +142,20 @@ class Recommendation:
             "evidence": [evidence.to_json() for evidence in self.evidence],
             "declared_code": self.declared_code,
             "declared_share": None if self.declared_share is None else round(self.declared_share, 4),
+            "declared_support": [support.to_json() for support in self.declared_support],
         }
 
 
-def find_evidence(descriptions: list[str], *, k: int = DEFAULT_K) -> list[list[Evidence]]:
+def find_evidence(
+    descriptions: list[str], *, k: int = DEFAULT_K, declared_codes: list[str] | None = None,
+) -> list[list[Evidence]]:
     """The nearest knowledge-base evidence for each (normalised) description, best first.
 
     One embedding call and one nearest-neighbour query for the whole batch, then one
     query for the entries' codes and texts. Each list ends with the description's best
-    chapter and heading prototypes (source PROTOTYPE_SOURCE, entry_id 0).
+    chapter and heading prototypes (source PROTOTYPE_SOURCE, entry_id 0) and, where a
+    declared code is given (check mode), the closest line under that code at each level
+    (source DECLARED_SOURCE + level).
     """
     if not descriptions:
         return []
@@ -140,7 +180,59 @@ def find_evidence(descriptions: list[str], *, k: int = DEFAULT_K) -> list[list[E
             for level in sorted(prototypes) for code, score in prototypes[level]
         )
         evidence_lists.append(evidence)
+    if declared_codes is not None:
+        for evidence, declared in zip(evidence_lists, declared_evidence(space=space, vectors=vectors,
+                                                                        declared_codes=declared_codes)):
+            evidence.extend(declared)
     return evidence_lists
+
+
+def declared_evidence(*, space, vectors: np.ndarray, declared_codes: list[str]) -> list[list[Evidence]]:
+    """For each query vector, the closest knowledge line under its declared code at 2, 4 and 6 digits.
+
+    The nearest-neighbour search may not reach the declared code's lines at all (a wrong code's
+    lines are far away), so they are scanned exactly: the lines of the declared chapters are read
+    once per batch and compared in numpy, chapter by chapter.
+    """
+    results: list[list[Evidence]] = [[] for _ in declared_codes]
+    by_chapter: dict[str, list[int]] = defaultdict(list)
+    for position, code in enumerate(declared_codes):
+        if code and len(code) >= 2:
+            by_chapter[code[:2]].append(position)
+    if not by_chapter:
+        return results
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, hs_code FROM verifier_knowledgeentry WHERE chapter = ANY(%s)", [list(by_chapter)])
+        code_of = dict(cursor.fetchall())
+    entry_ids, matrix = stored_vectors(space=space, corpus=KNOWLEDGE_CORPORA, object_ids=list(code_of))
+    if not entry_ids:
+        return results
+    line_codes = np.array([code_of[entry_id] for entry_id in entry_ids])
+    # Rounded as the index stores and compares them (halfvec), so that a line's score here equals its score there.
+    queries = np.asarray(vectors, dtype=np.float32).astype(np.float16).astype(np.float32)
+    winners: dict[tuple[int, int], tuple[int, float]] = {}
+    for chapter, positions in by_chapter.items():
+        in_chapter = np.flatnonzero(np.char.startswith(line_codes, chapter))
+        if not len(in_chapter):
+            continue
+        scores = queries[positions] @ matrix[in_chapter].T
+        chapter_codes = line_codes[in_chapter]
+        for row, position in enumerate(positions):
+            declared = declared_codes[position]
+            for level in LEVELS:
+                if len(declared) < level:
+                    break
+                under = np.flatnonzero(np.char.startswith(chapter_codes, declared[:level]))
+                if not len(under):
+                    break
+                best = under[np.argmax(scores[row, under])]
+                winners[(position, level)] = (entry_ids[in_chapter[best]], float(scores[row, best]))
+    entries = _entries_by_id({entry_id for entry_id, _ in winners.values()})
+    for (position, level), (entry_id, score) in sorted(winners.items()):
+        code, source, language, text = entries[entry_id]
+        results[position].append(Evidence(entry_id=entry_id, code=code, source=f"{DECLARED_SOURCE}{level}",
+                                          language=language, score=score, text=text))
+    return results
 
 
 def _entries_by_id(entry_ids: set[int]) -> dict[int, tuple[str, str, str, str]]:
@@ -171,7 +263,9 @@ def recommend_hs_code(
     5. Recommend at the deepest level whose chosen code holds a confident share of its level's vote.
     """
     prototypes = [item for item in evidence if item.source == PROTOTYPE_SOURCE]
-    evidence = [item for item in evidence if item.source != PROTOTYPE_SOURCE]
+    declared_lines = {int(item.source[len(DECLARED_SOURCE):]): item for item in evidence
+                      if item.source.startswith(DECLARED_SOURCE)}
+    evidence = [item for item in evidence if item.source != PROTOTYPE_SOURCE and not item.source.startswith(DECLARED_SOURCE)]
     if not evidence:
         return Recommendation(code="", level=0, confidence=0.0, margin=0.0, alternatives=(),
                               declared_code=declared_code)
@@ -207,19 +301,42 @@ def recommend_hs_code(
     total = sum(votes[level].values())
     share = votes[level][code] / total
     runner_up = max((weight for other, weight in votes[level].items() if other != code), default=0.0) / total
-    declared_share = None
-    if declared_code:
-        declared_level = max((lvl for lvl in LEVELS if len(declared_code) >= lvl), default=0)
-        if declared_level:
-            level_total = sum(votes[declared_level].values()) or 1.0
-            declared_share = votes[declared_level].get(declared_code[:declared_level], 0.0) / level_total
+    declared_support = _declared_support(votes, declared_code or "", declared_lines=declared_lines,
+                                         best_score=best_score)
+    declared_share = declared_support[-1].declared_share if declared_support else None
     return Recommendation(
         code=code, level=level, confidence=_confidence(share=share, chosen=chosen, votes=votes, level=level),
         margin=share - runner_up, alternatives=by_level[level], by_level=by_level,
         path=tuple(chosen[lvl] for lvl in LEVELS if lvl in chosen), best_similarity=best_score,
         evidence=tuple(sorted(evidence, key=lambda item: -item.score)), declared_code=declared_code,
-        declared_share=declared_share,
+        declared_share=declared_share, declared_support=declared_support,
     )
+
+
+def _declared_support(
+    votes: dict[int, dict[str, float]], declared_code: str, *, declared_lines: dict[int, Evidence], best_score: float,
+) -> tuple[LevelSupport, ...]:
+    """The declared code's share of the vote at each level it reaches, beside each level's best code, and how
+    far its own closest line is from the closest line of all (when its lines were searched).
+
+    A national line (8 or 10 digits) is judged at 6 digits: the evidence stops there.
+    """
+    supports = []
+    for level in LEVELS:
+        total = sum(votes[level].values())
+        if len(declared_code) < level or total <= 0:
+            break
+        best, best_weight = min(votes[level].items(), key=lambda pair: (-pair[1], pair[0]))
+        declared = declared_code[:level]
+        line = declared_lines.get(level)
+        if declared_lines:
+            # No line under the declared code at all is the widest gap there is.
+            gap = 2.0 if line is None else max(0.0, best_score - line.score)
+        else:
+            gap = None
+        supports.append(LevelSupport(level=level, declared=declared, declared_share=votes[level].get(declared, 0.0) / total,
+                                     best=best, best_share=best_weight / total, similarity_gap=gap, closest_line=line))
+    return tuple(supports)
 
 
 def _mix_prototypes(votes: dict[int, dict[str, float]], prototypes: list[Evidence], *, weight: float) -> None:
@@ -265,6 +382,7 @@ class LabelledDescription:
     description: str
     hs_code: str
     language: str
+    declared_code: str = ""  # in a check file: the code declared for it, right or wrong
 
 
 @dataclass
@@ -296,7 +414,7 @@ class EvaluationReport:
 
 
 def read_labelled_csv(path) -> tuple[list[LabelledDescription], list[tuple[int, str]]]:
-    """Rows of a labelled CSV (id,description,hs_code[,language]) and its bad rows (row number, reason)."""
+    """Rows of a labelled CSV (id,description,hs_code[,language][,declared_code]) and its bad rows (row number, reason)."""
     import csv
     import re
 
@@ -313,9 +431,14 @@ def read_labelled_csv(path) -> tuple[list[LabelledDescription], list[tuple[int, 
             if not code.isdigit() or len(code) not in (2, 4, 6, 8, 10):
                 bad_rows.append((row_number, f"hs_code {row.get('hs_code', '')!r} is not an HS code of 2-10 digits"))
                 continue
+            declared = re.sub(r"[\s.]", "", row.get("declared_code", ""))
+            if declared and (not declared.isdigit() or len(declared) not in (2, 4, 6, 8, 10)):
+                bad_rows.append((row_number, f"declared_code {row.get('declared_code', '')!r} is not an HS code of 2-10 digits"))
+                continue
             rows.append(LabelledDescription(
                 row_number=row_number, identifier=row.get("id", "") or str(row_number),
                 description=row.get("description", ""), hs_code=code, language=row.get("language", ""),
+                declared_code=declared,
             ))
     return rows, bad_rows
 

@@ -1,7 +1,7 @@
 """Reads of the verification domain: batch progress, verdict summaries, the review page's evidence."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db.models import Count, Q, QuerySet
 
@@ -128,13 +128,14 @@ def code_descriptions(codes: list[str]) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def reviewed_calibration_samples(*, space_id: int | None = None, chapter: str | None = None) -> list:
-    """Each reviewed item's verdict with whether its recommendation matched the code the reviewer settled on.
+def reviewed_calibration_samples(*, space_id: int | None = None, chapter: str | None = None) -> tuple[list, list]:
+    """Suggest and check samples from reviewed items: the code a reviewer settled on is the right one.
 
-    The latest review of an item counts; rejections say nothing about codes and are left out.
+    The latest review of an item counts; rejections say nothing about codes and are left out. Check
+    samples are the reviewed items of check-mode batches that had a declared code.
     """
+    from .calibration import check_sample, suggest_sample
     from .models import Review
-    from .routing import CalibrationSample, codes_agree
 
     latest: dict[int, str] = {}
     for item_id, to_code, action in Review.objects.order_by("item_id", "created_at", "id").values_list(
@@ -146,33 +147,44 @@ def reviewed_calibration_samples(*, space_id: int | None = None, chapter: str | 
         verdicts = verdicts.filter(space_id=space_id)
     if chapter:
         verdicts = verdicts.filter(recommended_code__startswith=chapter)
-    return [
-        CalibrationSample(confidence=confidence, margin=margin, best_similarity=best_similarity,
-                          recommendation_correct=bool(code) and codes_agree(latest[item_id], code))
-        for item_id, code, confidence, margin, best_similarity in verdicts.values_list(
-            "item_id", "recommended_code", "confidence", "margin", "best_similarity")
-    ]
+    suggest, check = [], []
+    for item_id, code, confidence, margin, best_similarity, evidence, declared, mode in verdicts.values_list(
+        "item_id", "recommended_code", "confidence", "margin", "best_similarity", "evidence", "item__declared_code",
+        "item__batch__mode",
+    ):
+        suggest.append(suggest_sample(recommended_code=code, right_code=latest[item_id], confidence=confidence,
+                                      margin=margin, best_similarity=best_similarity))
+        if declared and mode == DeclarationBatch.Mode.CHECK:
+            check.append(check_sample(declared_code=declared, right_code=latest[item_id], evidence=evidence or {},
+                                      best_similarity=best_similarity))
+    return suggest, check
 
 
-def labelled_calibration_samples(*, path) -> list:
-    """Samples from a labelled CSV (id,description,hs_code[,language]) judged as production would, storing nothing."""
-    from .normalization import meaningless_reason, normalize_description
-    from .recommendation import find_evidence, read_labelled_csv, recommend_hs_code
-    from .routing import CalibrationSample, codes_agree
-    from .services import glossary_mapping
+def labelled_calibration_samples(*, path) -> tuple[list, list]:
+    """Suggest and check samples from a labelled CSV judged through the production path, storing nothing.
+
+    Every row gives a suggest sample; rows with a declared_code (make_check_set) also a check sample.
+    zh/en twins of one source item share a group, so cross-validation never splits them.
+    """
+    from .calibration import check_sample, suggest_sample
+    from .check_sets import declaration_key
+    from .evaluation import judge_and_forget
+    from .recommendation import read_labelled_csv
 
     rows, _ = read_labelled_csv(path)
-    glossary = glossary_mapping()
-    rows = [row for row in rows if not meaningless_reason(row.description)]
-    samples = []
-    for start in range(0, len(rows), 256):
-        chunk = rows[start:start + 256]
-        evidence_lists = find_evidence([normalize_description(row.description, glossary=glossary) for row in chunk])
-        for row, evidence in zip(chunk, evidence_lists):
-            recommendation = recommend_hs_code(evidence)
-            samples.append(CalibrationSample(
-                confidence=recommendation.confidence, margin=recommendation.margin,
-                best_similarity=recommendation.best_similarity,
-                recommendation_correct=codes_agree(row.hs_code, recommendation.code),
-            ))
-    return samples
+    suggest = [
+        suggest_sample(recommended_code=judged.recommended_code, right_code=judged.row.hs_code,
+                       confidence=judged.confidence, margin=judged.margin, best_similarity=judged.best_similarity,
+                       group=declaration_key(judged.row.identifier))
+        for judged in judge_and_forget([replace(row, declared_code="") for row in rows],
+                                       mode=DeclarationBatch.Mode.SUGGEST)
+        if judged.evidence
+    ]
+    checked = [row for row in rows if row.declared_code]
+    check = [
+        check_sample(declared_code=judged.row.declared_code, right_code=judged.row.hs_code, evidence=judged.evidence,
+                     best_similarity=judged.best_similarity, group=declaration_key(judged.row.identifier))
+        for judged in (judge_and_forget(checked) if checked else [])
+        if judged.evidence
+    ]
+    return suggest, check

@@ -460,15 +460,17 @@ def resume_stuck_imports(*, older_than_seconds: int | None = None) -> tuple[int,
     return resumed, failed
 
 
-def save_calibration(*, space, chapter: str, calibration, note: str):
+def save_calibration(*, space, chapter: str, thresholds, note: str):
     """Store calibrated thresholds for a space (and chapter); staff can still edit them afterwards."""
-    thresholds = calibration.thresholds
+    from .routing import CHECK_THRESHOLD_FIELDS
+
     row, _ = RoutingThreshold.objects.update_or_create(
         space=space, chapter=chapter,
         defaults={"auto_pass_min_confidence": thresholds.auto_pass_min_confidence,
                   "review_margin": thresholds.review_margin,
                   "novelty_max_similarity": thresholds.novelty_max_similarity,
-                  "calibrated_at": timezone.now(), "calibration_note": f"{note}: {calibration.describe()}"},
+                  **{name: getattr(thresholds, name) for name in CHECK_THRESHOLD_FIELDS},
+                  "calibrated_at": timezone.now(), "calibration_note": note},
     )
     return row
 

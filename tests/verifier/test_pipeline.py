@@ -43,7 +43,7 @@ def test_it_verifies_pending_items_with_one_verdict_each(knowledge_base):
     assert agreeing.verdict.evidence["neighbours"][0]["code"] == "851762"
     warning = Verdict.objects.get(item=disagreeing)
     assert warning.tier == Verdict.Tier.WARNING
-    assert [anomaly["code"] for anomaly in warning.anomalies] == ["declared_code_disagrees"]
+    assert [anomaly["code"] for anomaly in warning.anomalies] == ["declared_code_contradicted"]
     batch.refresh_from_db()
     assert batch.status == DeclarationBatch.Status.DONE
 

@@ -48,10 +48,10 @@ def test_it_has_no_floor_unless_one_is_set():
 def test_it_takes_the_floor_from_the_e5_profile_and_keeps_it_under_a_calibrated_row():
     space = EmbeddingSpace.objects.create(model_name="intfloat/multilingual-e5-small", dimensions=384,
                                           prompt_version="e5-query-passage-v1")
-    assert load_thresholds(space).default.auto_pass_min_similarity == 0.90
+    assert load_thresholds(space).default.auto_pass_min_similarity == 0.89
 
     RoutingThreshold.objects.create(space=space, chapter="", auto_pass_min_confidence=0.7, review_margin=0.1,
                                     novelty_max_similarity=0.8)
     thresholds = load_thresholds(space).default
 
-    assert thresholds.auto_pass_min_confidence == 0.7 and thresholds.auto_pass_min_similarity == 0.90
+    assert thresholds.auto_pass_min_confidence == 0.7 and thresholds.auto_pass_min_similarity == 0.89

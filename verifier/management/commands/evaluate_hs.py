@@ -5,6 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from verifier.evaluation import evaluate_check_mode, evaluate_prequential
 from verifier.models import KnowledgeEntry
 from verifier.nomenclature import NomenclatureFormatError, load_nomenclature
 from verifier.recommendation import (
@@ -14,13 +15,15 @@ from verifier.recommendation import (
     searchable_descriptions,
 )
 
-COUNTS = {"n", "knn_lost"}
+COUNTS = {"n", "knn_lost", "check_n"}
 
 
 class Command(BaseCommand):
     help = (
         "Score HS code recommendations on a labelled CSV (id,description,hs_code[,language]) through the production "
-        "path (suggest mode) without storing anything: top-1 at 2/4/6 digits, top-3, tier shares, auto-pass precision."
+        "path (suggest mode) without storing anything: top-1 at 2/4/6 digits, top-3, tier shares, auto-pass precision. "
+        "Rows with a declared_code (make_check_set writes such files) are also judged in check mode through the "
+        "production import, pipeline and routing; --prequential N measures learning from approvals."
     )
 
     def add_arguments(self, parser):
@@ -32,11 +35,18 @@ class Command(BaseCommand):
                  "evidence returned) and knn_lost (descriptions that got none of it); slow",
         )
         parser.add_argument(
+            "--prequential", type=int, default=0, metavar="N",
+            help="shuffle the rows (fixed seed), judge them in N blocks and approve each block's true codes through "
+                 "the review path before the next; figures per block (the references made are removed at the end)",
+        )
+        parser.add_argument("--seed", type=int, default=1, help="shuffle seed of --prequential")
+        parser.add_argument(
             "--nomenclature", action="append", default=[],
             help="nomenclature CSV file or directory to load first when the knowledge base has none (repeatable)",
         )
 
-    def handle(self, *args, paths: list[str], json: bool, nomenclature: list[str], recall: bool, **options):
+    def handle(self, *args, paths: list[str], json: bool, nomenclature: list[str], recall: bool, prequential: int,
+               seed: int, **options):
         if nomenclature and not KnowledgeEntry.objects.filter(source=KnowledgeEntry.Source.NOMENCLATURE).exists():
             for path in nomenclature:
                 try:
@@ -56,11 +66,23 @@ class Command(BaseCommand):
             for row_number, reason in bad_rows:
                 self.stderr.write(f"{path} row {row_number}: {reason} (skipped)")
         figures = evaluate_labelled(rows).to_json()
+        checked = [row for row in rows if row.declared_code]
+        if checked:
+            figures.update(evaluate_check_mode(checked).to_json())
+        if prequential:
+            blocks = evaluate_prequential(rows, blocks=prequential, seed=seed)
+            figures["prequential"] = [block.to_json() for block in blocks]
         if recall:
             search = measure_search_recall(searchable_descriptions(rows))
             figures.update(knn_recall=search.share, knn_lost=search.lost)
         for key, value in figures.items():
-            self.stdout.write(f"{key:>15}: {'n/a' if value is None else value if key in COUNTS else f'{value:.4f}'}")
+            if key == "prequential":
+                for number, block in enumerate(value, start=1):
+                    shown = ", ".join(f"{name} {'n/a' if v is None else round(v, 3)}" for name, v in block.items())
+                    self.stdout.write(f"{'block ' + str(number):>15}: {shown}")
+                continue
+            shown = "n/a" if value is None else value if key in COUNTS or key.endswith("_n") else f"{value:.4f}"
+            self.stdout.write(f"{key:>15}: {shown}")
         if json:
             self.stdout.write(_json_line(figures))
 

@@ -1,0 +1,1 @@
+"""Rules that both domains use and that know neither: precision calibration (more may follow)."""
