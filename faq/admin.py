@@ -106,13 +106,13 @@ class AnswerForm(forms.ModelForm):
 class InquiryAdminBase(admin.ModelAdmin):
     form = AnswerForm
     list_display = ["created_at", "question_excerpt", "status", "helpful", "matched_faq", "confidence",
-                    "topic"]
+                    "topic", "reply"]
     list_filter = ["status", "helpful", "language"]
     list_select_related = ["matched_faq", "topic_cluster"]
     search_fields = ["question", "contact", "name"]
     readonly_fields = ["question", "name", "contact", "language", "matched_faq", "match_score", "match_confidence",
                        "suggestion_links", "helpful", "answered_by", "answered_at", "topic_cluster", "created_at",
-                       "matched_at"]
+                       "matched_at", "reply", "reply_error"]
     raw_id_fields = ["matched_faq"]
     actions = ["turn_answer_into_faq", "add_as_wording"]
     date_hierarchy = "created_at"
@@ -135,6 +135,23 @@ class InquiryAdminBase(admin.ModelAdmin):
             ((reverse("admin:faq_faq_change", args=[s["faq_id"]]), s["question"],
               "—" if s.get("confidence") is None else f"{s['confidence']:.2f}") for s in inquiry.suggestions),
         ))
+
+    @admin.display(description="reply to the customer")
+    def reply(self, inquiry: Inquiry) -> str:
+        """The outbox state of the latest reply: staff see a reply that is waiting, retried or failed."""
+        latest = inquiry.replies.order_by("-created_at").first()
+        if latest is None:
+            return "—"
+        if latest.state == latest.State.PENDING and latest.attempts:
+            return f"retrying (attempt {latest.attempts + 1} after {latest.next_attempt_at:%H:%M})"
+        if latest.state == latest.State.FAILED:
+            return f"reply failed after {latest.attempts} attempts"
+        return latest.get_state_display().lower()
+
+    @admin.display(description="last reply error")
+    def reply_error(self, inquiry: Inquiry) -> str:
+        latest = inquiry.replies.order_by("-created_at").first()
+        return latest.last_error if latest and latest.last_error else "—"
 
     @admin.display(description="topic (size)", ordering="topic_cluster__size")
     def topic(self, inquiry: Inquiry) -> str:

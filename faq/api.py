@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.client_address import client_address
 from config.throttling import (
     AnonymousThrottle,
     FaqMatchThrottle,
@@ -19,7 +20,7 @@ from embeddings.errors import EmbeddingError
 
 from . import selectors, services
 from .models import Inquiry
-from .views import client_address, inquiry_token
+from .views import inquiry_token
 
 UNAVAILABLE = "The embedding service is unavailable; please retry shortly."
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 LIVE_NAMESPACE = "live"
 
@@ -229,3 +230,46 @@ class InboxInquiry(Inquiry):
         proxy = True
         verbose_name = "inbox inquiry"
         verbose_name_plural = "staff inbox"
+
+
+class OutgoingReply(models.Model):
+    """A reply to a customer, written in the same transaction as the answer and mailed by a worker.
+
+    The outbox: an answer committed is a reply that will be sent, whatever happens to the web process,
+    the task message or the mail server afterwards. faq.services.send_pending_replies claims due rows,
+    sends them, and retries with backoff; after MAX_REPLY_ATTEMPTS the row is `failed` with the error,
+    visible in the staff inbox.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        SENDING = "sending", "Being sent"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="replies")
+    recipient = models.CharField(max_length=200)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Not before this time: the backoff after a failed attempt.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # When a worker took it to send: a row still `sending` long after is a crashed send, claimed again.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "outgoing replies"
+        indexes = [
+            # Used by faq.services.send_pending_replies: replies still to send, due first.
+            models.Index(fields=["next_attempt_at"], name="outgoing_reply_due_idx",
+                         condition=Q(state__in=["pending", "sending"])),
+            # Used by the staff inbox: an inquiry's latest reply.
+            models.Index(fields=["inquiry", "-created_at"], name="outgoing_reply_inquiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"reply to {self.recipient} ({self.get_state_display()})"

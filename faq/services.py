@@ -29,7 +29,7 @@ from .matching import (
     array_to_bytes,
     fit_classifier,
 )
-from .models import LIVE_NAMESPACE, Faq, FaqClassifier, FaqWording, Inquiry
+from .models import LIVE_NAMESPACE, Faq, FaqClassifier, FaqWording, Inquiry, OutgoingReply
 
 logger = logging.getLogger(__name__)
 
@@ -433,7 +433,7 @@ def record_match(*, inquiry: Inquiry, match: Match, customer_waiting: bool) -> I
                                 "status"])
     if match.answered and not customer_waiting:
         answer, _ = faqs[best.faq_id].answer_in(inquiry.language)
-        transaction.on_commit(lambda: send_reply(inquiry_id=inquiry.id, body=answer))
+        queue_reply(inquiry=inquiry, body=answer)
     return inquiry
 
 
@@ -491,22 +491,92 @@ def answer_inquiry(*, inquiry_id: int, answer: str, staff_user) -> Inquiry:
     inquiry.staff_answer, inquiry.answered_by, inquiry.answered_at = answer, staff_user, timezone.now()
     inquiry.status = Inquiry.Status.ANSWERED
     inquiry.save(update_fields=["staff_answer", "answered_by", "answered_at", "status"])
-    transaction.on_commit(lambda: send_reply(inquiry_id=inquiry.id, body=answer))
+    queue_reply(inquiry=inquiry, body=answer)
     return inquiry
 
 
-def send_reply(*, inquiry_id: int, body: str) -> bool:
-    """Mail a reply through Django's email backend when the contact is an address; False when there is none."""
-    inquiry = Inquiry.objects.get(id=inquiry_id)
+# --- replies: an outbox (OutgoingReply) written with the answer, mailed by a worker ------------------
+
+# A reply is tried this many times, with backoff, before it is `failed` and shown as such in the inbox.
+MAX_REPLY_ATTEMPTS = 6
+# Waits after failed attempts: 1, 2, 4, 8, 16 minutes (capped at an hour).
+REPLY_BACKOFF_SECONDS = 60
+REPLY_BACKOFF_MAX_SECONDS = 3600
+# A reply `sending` for longer than this was being sent by a worker that died: it is claimed again.
+# The mail may then go out twice (at least once, never lost); an SMTP send takes seconds, not minutes.
+REPLY_SENDING_TIMEOUT_SECONDS = 300
+
+
+def queue_reply(*, inquiry: Inquiry, body: str) -> OutgoingReply | None:
+    """Write the reply to the outbox in the caller's transaction and ask a worker to send it after commit.
+
+    None when the contact is no email address (nothing to send). A lost task message costs a minute:
+    the periodic job sends what is due.
+    """
     if not _EMAIL.match(inquiry.contact):
-        return False
+        return None
     greeting = f"Hello {inquiry.name},\n\n" if inquiry.name else ""
-    send_mail(
-        subject="Re: your question",
-        message=f"{greeting}You asked:\n> {inquiry.question}\n\n{body}\n",
-        from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=[inquiry.contact],
+    reply = OutgoingReply.objects.create(
+        inquiry=inquiry, recipient=inquiry.contact, subject="Re: your question",
+        body=f"{greeting}You asked:\n> {inquiry.question}\n\n{body}\n",
     )
-    return True
+    from tasks.faq import send_pending_replies as send_task
+
+    transaction.on_commit(lambda: send_task.delay())
+    return reply
+
+
+def send_pending_replies(*, limit: int = 50) -> int:
+    """Send the replies that are due; returns how many were sent.
+
+    1. Claim due rows (pending and due, or `sending` past the timeout) with FOR UPDATE SKIP LOCKED,
+       mark them `sending` and commit: two workers never send one reply at once.
+    2. Send each; mark it `sent`, or count the attempt: back to `pending` after a backoff, `failed`
+       with the error after MAX_REPLY_ATTEMPTS.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        replies = list(
+            OutgoingReply.objects.select_for_update(skip_locked=True)
+            .filter(Q(state=OutgoingReply.State.PENDING, next_attempt_at__lte=now)
+                    | Q(state=OutgoingReply.State.SENDING,
+                        claimed_at__lt=now - timezone.timedelta(seconds=REPLY_SENDING_TIMEOUT_SECONDS)))
+            .order_by("next_attempt_at")[:limit]
+        )
+        # A send whose worker died on its last attempt is not tried again: staff see it failed.
+        lost = [reply for reply in replies if reply.attempts >= MAX_REPLY_ATTEMPTS]
+        OutgoingReply.objects.filter(id__in=[reply.id for reply in lost]).update(
+            state=OutgoingReply.State.FAILED, last_error="the worker sending it was lost on its last attempt")
+        replies = [reply for reply in replies if reply.attempts < MAX_REPLY_ATTEMPTS]
+        # The attempt counts when it starts: a worker that dies while sending has used it.
+        OutgoingReply.objects.filter(id__in=[reply.id for reply in replies]).update(
+            state=OutgoingReply.State.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+    sent = 0
+    for reply in replies:
+        try:
+            send_mail(subject=reply.subject, message=reply.body, from_email=settings.DEFAULT_FROM_EMAIL,
+                      recipient_list=[reply.recipient])
+        except Exception as error:  # noqa: BLE001 - any failure to send is retried, then shown to staff
+            _count_failed_reply(reply=reply, error=f"{type(error).__name__}: {error}")
+            continue
+        OutgoingReply.objects.filter(id=reply.id).update(
+            state=OutgoingReply.State.SENT, sent_at=timezone.now(), last_error="")
+        sent += 1
+    return sent
+
+
+def _count_failed_reply(*, reply: OutgoingReply, error: str) -> None:
+    attempts = reply.attempts + 1  # counted when it was claimed
+    if attempts >= MAX_REPLY_ATTEMPTS:
+        logger.error("reply %s to inquiry %s failed after %d attempts: %s", reply.id, reply.inquiry_id, attempts, error)
+        OutgoingReply.objects.filter(id=reply.id).update(state=OutgoingReply.State.FAILED, attempts=attempts,
+                                                         last_error=error[:2000])
+        return
+    delay = min(REPLY_BACKOFF_SECONDS * 2 ** (attempts - 1), REPLY_BACKOFF_MAX_SECONDS)
+    logger.warning("reply %s not sent (attempt %d, next in %ds): %s", reply.id, attempts, delay, error)
+    OutgoingReply.objects.filter(id=reply.id).update(
+        state=OutgoingReply.State.PENDING, attempts=attempts, last_error=error[:2000],
+        next_attempt_at=timezone.now() + timezone.timedelta(seconds=delay))
 
 
 @transaction.atomic

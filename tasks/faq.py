@@ -44,3 +44,13 @@ def cluster_unanswered_inquiries() -> int:
     from faq.clustering import cluster_inquiries
 
     return cluster_inquiries()
+
+
+# Not one-run-at-a-time: rows are claimed with SKIP LOCKED, and a reply queued on commit while the
+# periodic run is sending should go out now, not a minute later.
+@shared_task(name="faq.send_pending_replies", acks_late=True)
+def send_pending_replies() -> int:
+    """Mail the replies in the outbox that are due (queued on commit after an answer; beat every minute)."""
+    from faq.services import send_pending_replies as send
+
+    return send()

@@ -13,6 +13,8 @@ BEAT_SCHEDULE["verification-sweep-stuck-items"] = {
 # saved while the embedding endpoint was down; refresh topic clusters of what staff still must answer.
 BEAT_SCHEDULE["faq-index-pending-wordings"] = {"task": "faq.index_pending_wordings", "schedule": 60.0}
 BEAT_SCHEDULE["faq-match-pending-inquiries"] = {"task": "faq.match_pending_inquiries", "schedule": 60.0}
+# FAQ: mail replies whose on-commit message was lost, and retry failed sends when their backoff is over.
+BEAT_SCHEDULE["faq-send-pending-replies"] = {"task": "faq.send_pending_replies", "schedule": 60.0}
 BEAT_SCHEDULE["faq-cluster-unanswered-inquiries"] = {"task": "faq.cluster_unanswered_inquiries",
                                                      "schedule": crontab(minute=15)}
 

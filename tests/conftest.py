@@ -38,3 +38,13 @@ def pytest_unconfigure(config):
     except Exception:  # noqa: BLE001 - a broker already gone leaves nothing to purge
         pass
     stop_services_started_here()
+
+
+@pytest.fixture
+def eager_tasks():
+    """Tasks queued with .delay() run at once, in this process (the worker's code path, without a worker)."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False

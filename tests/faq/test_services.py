@@ -67,7 +67,7 @@ def test_it_saves_the_inquiry_when_the_embedding_endpoint_is_down_and_matches_it
     assert inquiry.match_attempts == 2
 
 
-def test_it_mails_the_answer_of_an_inquiry_matched_later(faq_library, django_capture_on_commit_callbacks):
+def test_it_mails_the_answer_of_an_inquiry_matched_later(eager_tasks, faq_library, django_capture_on_commit_callbacks):
     inquiry = Inquiry.objects.create(question="怎么换绑手机号?", contact="li@example.com", language="zh")
     with django_capture_on_commit_callbacks(execute=True):
         services.match_pending_inquiries()
@@ -87,7 +87,7 @@ def test_it_sends_an_unhelpful_answer_to_the_staff_inbox(faq_library):
     assert list(selectors.inbox_inquiries()) == [Inquiry.objects.get(id=inquiry.id)]
 
 
-def test_it_mails_a_staff_answer_after_commit(faq_library, staff_user, django_capture_on_commit_callbacks):
+def test_it_mails_a_staff_answer_after_commit(eager_tasks, faq_library, staff_user, django_capture_on_commit_callbacks):
     inquiry = services.submit_inquiry(question="Can I pay with a gift card?", contact="ann@example.com", name="Ann")
     with django_capture_on_commit_callbacks(execute=True):
         services.answer_inquiry(inquiry_id=inquiry.id, answer="Yes, at checkout.", staff_user=staff_user)
