@@ -14,7 +14,10 @@ from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
+from faq.models import Inquiry
+from faq.views import inquiry_token
 from verifier.models import DeclarationBatch, DeclarationItem, ImportRowError, KnowledgeEntry
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +30,7 @@ REFERENCE_CSV = b"id,item_no,description,hs_code\nR1,1,steel hex bolt M8,731815\
 class Call:
     name: str
     method: str
-    url: str  # formatted with the ids of the fixture rows: {batch}, {item}
+    url: str  # formatted with the fixture rows: {batch}, {item}, {inquiry}, {inquiry_token}
     expected: tuple[int, ...]  # one status per role, in ROLES order
     body: object = None
     json: bool = False
@@ -41,6 +44,9 @@ MATRIX = [
     Call("inquiry form", "GET", "/ask/", (200, 200, 200, 200, 200, 200)),
     Call("inquiry API (empty body)", "POST", "/api/faq/inquiries", (400, 400, 400, 400, 400, 400), {}, json=True),
     Call("API schema", "GET", "/api/schema/", (200, 200, 200, 200, 200, 200)),
+    Call("API docs", "GET", "/api/docs/", (200, 200, 200, 200, 200, 200)),
+    Call("liveness probe", "GET", "/healthz", (200, 200, 200, 200, 200, 200)),
+    Call("customer's inquiry page", "GET", "/ask/{inquiry_token}/", (200, 200, 200, 200, 200, 200)),
     # Staff pages of the declarations.
     Call("upload page", "GET", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 200, 200)),
     Call("upload", "POST", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 302, 302), "check"),
@@ -54,6 +60,8 @@ MATRIX = [
     # The admin.
     Call("admin index", "GET", "/admin/", (PAGE_LOGIN, PAGE_LOGIN, 200, 200, 200, 200)),
     Call("review queue", "GET", "/admin/verifier/declarationitem/", (PAGE_LOGIN, PAGE_LOGIN, 200, 403, 200, 200)),
+    Call("item review page", "GET", "/admin/verifier/declarationitem/{item}/change/",
+         (PAGE_LOGIN, PAGE_LOGIN, 200, 403, 200, 200)),
     Call("knowledge base", "GET", "/admin/verifier/knowledgeentry/", (PAGE_LOGIN, PAGE_LOGIN, 200, 403, 200, 200)),
     Call("thresholds", "GET", "/admin/verifier/routingthreshold/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 200, 200)),
     Call("add a threshold", "GET", "/admin/verifier/routingthreshold/add/",
@@ -63,6 +71,8 @@ MATRIX = [
     Call("FAQ library", "GET", "/admin/faq/faq/", (PAGE_LOGIN, PAGE_LOGIN, 200, 200, 403, 200)),
     Call("add an FAQ", "GET", "/admin/faq/faq/add/", (PAGE_LOGIN, PAGE_LOGIN, 403, 200, 403, 200)),
     Call("staff inbox", "GET", "/admin/faq/inboxinquiry/", (PAGE_LOGIN, PAGE_LOGIN, 200, 200, 403, 200)),
+    Call("answer an inquiry", "GET", "/admin/faq/inboxinquiry/{inquiry}/change/",
+         (PAGE_LOGIN, PAGE_LOGIN, 200, 200, 403, 200)),
     Call("embedding spaces", "GET", "/admin/embeddings/embeddingspace/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 403, 200)),
     # APIs: a token or a staff session.
     Call("FAQ match API", "POST", "/api/faq/match", (API_LOGIN, 400, 400, 400, 400, 400), {}, json=True),
@@ -78,14 +88,16 @@ MATRIX = [
 
 @pytest.fixture
 def rows(django_user_model):
-    """A batch uploaded by someone else, with an item and a rejected row."""
+    """A batch uploaded by someone else, with an item and a rejected row; an escalated customer inquiry."""
     owner = django_user_model.objects.create_user(username="owner")
     batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.API, created_by=owner,
                                             status=DeclarationBatch.Status.DONE)
     item = DeclarationItem.objects.create(batch=batch, external_id="D1", item_no="1", identity_key="m" * 64,
                                           description_raw="steel hex bolt", declared_code="731815")
     ImportRowError.objects.create(batch=batch, row_number=2, reason="description is empty", raw="D2,1,,731815")
-    return {"batch": batch.pk, "item": item.pk}
+    inquiry = Inquiry.objects.create(question="where is my parcel?", status=Inquiry.Status.ESCALATED,
+                                     matched_at=timezone.now())
+    return {"batch": batch.pk, "item": item.pk, "inquiry": inquiry.pk, "inquiry_token": inquiry_token(inquiry)}
 
 
 @pytest.fixture
