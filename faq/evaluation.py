@@ -118,6 +118,9 @@ def evaluate_faq(*, library_path: str | Path, queries_path: str | Path, save_thr
                                                  namespace=namespace, top_k=3, space=space)
             centring.learn_means(space=space, scope=selectors.corpus_for(namespace), side=LanguageMean.Side.QUERY,
                                  vectors=vectors[batch], languages=languages[batch])
+            # What the worker's minute sweep does live: centring starts once a second language is usable.
+            if services.recentre_library(namespace=namespace, space=space) and classifier is not None:
+                classifier = services.refit_classifier(namespace=namespace)
         result = faq_metrics(matches=matches, expected=expected, external_of=external_of,
                              confidence_threshold=classifier.confidence_threshold if classifier else None,
                              cosine_threshold=selectors.calibrated_thresholds(space=space, task="faq").get(""))

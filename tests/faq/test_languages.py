@@ -246,3 +246,32 @@ def test_fit_pair_head_stores_a_head_and_evaluate_pairs_train_reports_it(db, tmp
     assert result["method"] == "pair head" and result["training"]["pairs"] == 12
     assert {"accuracy", "f1", "threshold"} <= set(result)
     assert PairHead.objects.get(space=active_space()).source == str(path)
+
+
+def test_a_library_asked_in_its_own_language_only_stays_raw_until_another_language_arrives(db, monkeypatch):
+    monkeypatch.setattr(centring, "MIN_SAMPLES", 2)
+    services.import_faqs(rows=[
+        {"faq_id": "password", "question": "How do I reset my password?", "answer": "Use 'Forgot password'."},
+        {"faq_id": "hours", "question": "What are your opening hours?", "answer": "9:00 to 18:00."},
+        {"faq_id": "refund", "question": "How can I get a refund?", "answer": "Within 5 days."},
+    ])
+    services.index_wordings()
+    space = active_space()
+    assert centring.language_means(space=space, scope=selectors.LIVE_CORPUS, side="document") == {}
+    services.submit_inquiry(question="When do you open?")
+    services.index_wordings()
+    assert centring.language_means(space=space, scope=selectors.LIVE_CORPUS, side="document") == {}
+    raw_hours = embed_documents(["What are your opening hours?"])
+    ids, _, stored = services.wording_vectors(namespace="live", space_id=space.id)
+    hours = FaqWording.objects.get(text="What are your opening hours?").id
+    assert np.allclose(stored[ids.index(hours)], raw_hours[0], atol=3e-3)  # monolingual: exactly as before
+
+    for question in ("你们几点开门？", "怎么重置密码？"):  # customers start asking in Chinese
+        services.submit_inquiry(question=question)
+    services.index_wordings()
+    means = centring.language_means(space=space, scope=selectors.LIVE_CORPUS, side="document")
+    assert set(means) == {"en"}
+    _, _, stored = services.wording_vectors(namespace="live", space_id=space.id)
+    assert not np.allclose(stored[ids.index(hours)], raw_hours[0], atol=1e-2)
+    match = selectors.match_questions(questions=["几点开门？"])[0]
+    assert match.best.faq_id == Faq.objects.get(external_id="hours").id
