@@ -102,6 +102,7 @@ class FaqClassifier(models.Model):
     fitted_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "FAQ classifier"
         constraints = [
             models.UniqueConstraint(fields=["space", "namespace"], name="faq_classifier_space_namespace_unique"),
         ]
