@@ -6,6 +6,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from config.development import start_embedded_services
+
+    start_embedded_services()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -14,6 +14,14 @@ app.autodiscover_tasks(["tasks"], related_name="faq")
 app.autodiscover_tasks(["tasks"], related_name="worker_start")
 
 
+@app.on_configure.connect
+def _start_embedded_services(sender: Celery, **kwargs) -> None:
+    # Before the worker, beat or any celery command reads its settings and connects (development only).
+    from .development import start_embedded_services
+
+    start_embedded_services()
+
+
 @app.on_after_finalize.connect
 def _install_beat_schedule(sender: Celery, **kwargs) -> None:
     from tasks.schedule import BEAT_SCHEDULE

@@ -1,8 +1,10 @@
 """Settings, all from the environment (see README "Configuration" and .env.example).
 
 When DATABASE_URL, CELERY_BROKER_URL or EMBEDDING_BASE_URL is unset, the matching
-embedded service (devservices/) is started or reused, so every entry point works
-on a fresh clone with no further set-up.
+embedded service (devservices/) is used, so every entry point works on a fresh clone
+with no further set-up. Importing this module starts nothing: the entry points (manage.py,
+wsgi/asgi, the Celery app, the tests) start or reuse those services first
+(config.development.start_embedded_services).
 """
 from __future__ import annotations
 
@@ -33,22 +35,22 @@ if not DEBUG and (_unset := [name for name in ("DATABASE_URL", "CELERY_BROKER_UR
     raise ImproperlyConfigured(f"{', '.join(_unset)} must be set when DEBUG is false")
 DATABASE_URL = env_url("DATABASE_URL", schemes=("postgres", "postgresql"))
 if DATABASE_URL is None:
-    from devservices.postgres import ensure_postgres
+    from devservices.postgres import database_url as embedded_database_url
 
-    DATABASE_URL = ensure_postgres()
+    DATABASE_URL = embedded_database_url()
 
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", schemes=("redis", "rediss"))
 if CELERY_BROKER_URL is None:
-    from devservices.redis import ensure_redis
+    from devservices.redis import broker_url as embedded_broker_url
 
-    CELERY_BROKER_URL = ensure_redis()
+    CELERY_BROKER_URL = embedded_broker_url()
 
 EMBEDDING_BASE_URL = env_url("EMBEDDING_BASE_URL", schemes=("http", "https"))
 if EMBEDDING_BASE_URL is None:
     from devservices.embedding_server import MODEL_NAME as EMBEDDED_MODEL_NAME
-    from devservices.embedding_server import ensure_embedding_server
+    from devservices.embedding_server import base_url as embedded_embedding_url
 
-    EMBEDDING_BASE_URL = ensure_embedding_server()
+    EMBEDDING_BASE_URL = embedded_embedding_url()
     EMBEDDING_MODEL = env_str("EMBEDDING_MODEL") or EMBEDDED_MODEL_NAME
 else:
     EMBEDDING_MODEL = env_str("EMBEDDING_MODEL") or "Qwen/Qwen3-Embedding-0.6B"

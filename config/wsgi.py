@@ -2,5 +2,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from config.development import start_embedded_services
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+start_embedded_services()
 application = get_wsgi_application()

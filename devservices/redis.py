@@ -14,10 +14,17 @@ def pid_path():
     return RUN_DIR / "redis.pid"
 
 
-def ensure_redis(preferred_url: str = DEFAULT_URL) -> str:
-    """Return a broker URL that answers: preferred_url when something listens there, else an embedded server."""
+def broker_url(preferred_url: str = DEFAULT_URL) -> str:
+    """The broker URL to use, starting nothing: preferred_url when something listens there, else the embedded one."""
     preferred = urlsplit(preferred_url)
     if port_is_open(preferred.hostname or "127.0.0.1", preferred.port or 6379):
+        return preferred_url
+    return f"redis://127.0.0.1:{EMBEDDED_PORT}/0"
+
+
+def ensure_redis(preferred_url: str = DEFAULT_URL) -> str:
+    """Return a broker URL that answers: preferred_url when something listens there, else an embedded server."""
+    if broker_url(preferred_url) == preferred_url:
         return preferred_url
     with exclusive_lock("redis"):
         if not port_is_open("127.0.0.1", EMBEDDED_PORT):

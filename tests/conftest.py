@@ -24,6 +24,9 @@ def test_broker_url() -> str:
 
 def pytest_configure(config):
     from config.celery import app
+    from config.development import start_embedded_services
+
+    start_embedded_services()  # the settings module starts nothing; the test session is an entry point
 
     app.conf.broker_url = test_broker_url()
 

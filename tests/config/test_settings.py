@@ -59,3 +59,27 @@ def test_it_refuses_the_embedded_development_services_in_production():
     result = run_check(**environment)
     assert result.returncode != 0
     assert "DATABASE_URL, EMBEDDING_BASE_URL must be set when DEBUG is false" in result.stderr
+
+
+def test_importing_the_settings_starts_no_process(tmp_path):
+    # Every service URL unset, embedded services on ports where nothing runs: a settings module that started
+    # them would spawn processes, which this interpreter refuses.
+    from tests.support.services import free_port, port_is_open
+
+    ports = {"EMBEDDED_POSTGRES_PORT": free_port(), "EMBEDDED_EMBEDDING_PORT": free_port()}
+    script = (
+        "import os, subprocess, sys\n"
+        "def refuse(*args, **kwargs): raise RuntimeError('importing config.settings started a process')\n"
+        "subprocess.Popen.__init__ = refuse; os.fork = refuse; os.posix_spawn = refuse; os.posix_spawnp = refuse\n"
+        "import config.settings as s\n"
+        "print(s.DATABASE_URL, s.EMBEDDING_BASE_URL)\n"
+    )
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "EMBEDDING_BASE_URL", "DEBUG"}}
+    environment.update({key: str(port) for key, port in ports.items()}, SERVICE_VAR_DIR=str(tmp_path / "var"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f":{ports['EMBEDDED_POSTGRES_PORT']}/" in result.stdout and f":{ports['EMBEDDED_EMBEDDING_PORT']}/" in result.stdout
+    assert not any(port_is_open(port) for port in ports.values())
+    assert not (tmp_path / "var" / "postgres").exists()
