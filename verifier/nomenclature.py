@@ -332,16 +332,8 @@ def index_missing_vectors(*, entry_ids: list[int], progress: Callable[[int, int]
     """
     if not entry_ids:
         return 0
-    space = active_space()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT object_id, text_hash FROM embeddings_vector WHERE space_id = %s AND corpus = ANY(%s) "
-            "AND object_id = ANY(%s)",
-            [space.id, list(KNOWLEDGE_CORPORA), entry_ids],
-        )
-        stored = {object_id: bytes(digest) for object_id, digest in cursor.fetchall()}
     texts = dict(KnowledgeEntry.objects.filter(id__in=entry_ids).values_list("id", "text"))
-    missing = [entry_id for entry_id in entry_ids if stored.get(entry_id) != text_hash(texts[entry_id])]
+    missing = entries_missing_vectors(entry_ids=entry_ids)
     for start in range(0, len(missing), INDEX_BATCH_SIZE):
         batch = missing[start:start + INDEX_BATCH_SIZE]
         # Each batch commits on its own: an interrupted load resumes where it stopped.
@@ -349,3 +341,28 @@ def index_missing_vectors(*, entry_ids: list[int], progress: Callable[[int, int]
         if progress is not None:
             progress(start + len(batch), len(missing))
     return len(missing)
+
+
+def entries_missing_vectors(*, entry_ids: list[int] | None = None) -> list[int]:
+    """The knowledge entries (these, or all) with no vector for their current text in the active space.
+
+    A load interrupted half-way (an embedding timeout, a killed process) leaves exactly these behind.
+    """
+    space = active_space()
+    texts = dict(KnowledgeEntry.objects.filter(**({"id__in": entry_ids} if entry_ids is not None else {}))
+                 .values_list("id", "text"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT object_id, text_hash FROM embeddings_vector WHERE space_id = %s AND corpus = ANY(%s) "
+            "AND object_id = ANY(%s)",
+            [space.id, list(KNOWLEDGE_CORPORA), list(texts)],
+        )
+        stored = {object_id: bytes(digest) for object_id, digest in cursor.fetchall()}
+    return sorted(entry_id for entry_id, text in texts.items() if stored.get(entry_id) != text_hash(text))
+
+
+def describe_missing(entry_ids: list[int], *, examples: int = 5) -> str:
+    """'N knowledge entries have no vector (codes 0101, 8517, ...)' for a message to an operator."""
+    codes = list(KnowledgeEntry.objects.filter(id__in=entry_ids[:examples]).values_list("hs_code", flat=True))
+    more = ", ..." if len(entry_ids) > examples else ""
+    return f"{len(entry_ids)} knowledge entries have no vector in the active space (codes {', '.join(codes)}{more})"

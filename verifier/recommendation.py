@@ -406,6 +406,7 @@ class EvaluationReport:
         return {
             "n": self.n,
             "top1_2": self.fraction("top1_2"), "top1_4": self.fraction("top1_4"), "top1_6": self.fraction("top1_6"),
+            "top1_6_best": self.fraction("top1_6_best"), "top1_6_nearest": self.fraction("top1_6_nearest"),
             "top3": self.fraction("top3"),
             "tier_auto": share(auto), "tier_review": share(self.tiers.get("manual_review", 0)),
             "tier_warning": share(self.tiers.get("warning", 0)),
@@ -484,6 +485,12 @@ def evaluate_labelled(rows: list[LabelledDescription]) -> EvaluationReport:
             for level in LEVELS:
                 if len(label) >= level:
                     _count(report, f"top1_{level}", chosen.get(level) == label[:level])
+            if len(label) >= 6:
+                # Beside the top-down choice: the vote's best full-depth code, and a plain nearest neighbour's.
+                best_full = recommendation.by_level.get(6, ())
+                _count(report, "top1_6_best", bool(best_full) and best_full[0].code == label[:6])
+                _count(report, "top1_6_nearest", bool(recommendation.evidence)
+                       and recommendation.evidence[0].code[:6] == label[:6])
             top3 = [candidate.code for candidate in recommendation.by_level.get(len(label), ())[:3]]
             _count(report, "top3", label in top3)
             report.tiers[str(decision.tier)] += 1

@@ -30,7 +30,7 @@ LABELLED = """id,description,hs_code,language
 3,Electric passenger car,8703,en
 4,###,0101,en
 """
-KEYS = {"n", "top1_2", "top1_4", "top1_6", "top3", "tier_auto", "tier_review", "tier_warning", "auto_precision"}
+KEYS = {"n", "top1_2", "top1_4", "top1_6", "top1_6_best", "top1_6_nearest", "top3", "tier_auto", "tier_review", "tier_warning", "auto_precision"}
 
 
 def live_data_snapshot() -> dict:
@@ -101,3 +101,63 @@ def test_it_reports_a_file_without_the_label_column(tmp_path):
     labelled.write_text("id,description\n1,coffee\n", encoding="utf-8")
     with pytest.raises(CommandError, match="missing column.*hs_code"):
         call_command("evaluate_hs", str(labelled), "--nomenclature", str(nomenclature), stdout=io.StringIO())
+
+
+CHECK_FILE = """id,description,hs_code,declared_code,language
+1,Live pure-bred breeding horses,010121,010121,en
+2,"Green coffee beans, unroasted",0901,0901,en
+3,Electric passenger car,8703,090111,en
+"""
+
+
+def test_rows_with_a_declared_code_are_judged_in_check_mode_and_nothing_is_kept(tmp_path):
+    nomenclature, check = tmp_path / "hs.csv", tmp_path / "check.csv"
+    nomenclature.write_text(NOMENCLATURE, encoding="utf-8")
+    check.write_text(CHECK_FILE, encoding="utf-8")
+    run_evaluate_hs(str(check), "--nomenclature", str(nomenclature))
+    before = live_data_snapshot()
+
+    _, figures = run_evaluate_hs(str(check))
+
+    assert figures["check_n"] == 3 and figures["correct_n"] == 2 and figures["wrong_n"] == 1
+    # A car declared as coffee: chapter 09's closest line is far below the car line, a warning.
+    assert figures["far_wrong_warning"] == 1.0 and figures["wrong_auto_pass"] == 0.0
+    assert figures["correct_warning"] == 0.0
+    assert live_data_snapshot() == before
+
+
+def test_it_refuses_to_score_against_a_knowledge_base_whose_load_stopped_half_way(tmp_path):
+    from embeddings.store import delete_vectors
+    from verifier.models import KNOWLEDGE_CORPORA
+
+    nomenclature, labelled = tmp_path / "hs.csv", tmp_path / "labelled.csv"
+    nomenclature.write_text(NOMENCLATURE, encoding="utf-8")
+    labelled.write_text(LABELLED, encoding="utf-8")
+    run_evaluate_hs(str(labelled), "--nomenclature", str(nomenclature))
+    coffee = KnowledgeEntry.objects.get(hs_code="0901")
+    for corpus in KNOWLEDGE_CORPORA:  # as if the embedding call for this line had timed out
+        delete_vectors(corpus=corpus, object_ids=[coffee.pk])
+
+    with pytest.raises(CommandError, match=r"incomplete: 1 knowledge entries have no vector .*codes 0901"):
+        call_command("evaluate_hs", str(labelled), stdout=io.StringIO())
+
+    text, figures = run_evaluate_hs(str(labelled), "--nomenclature", str(nomenclature))  # the load resumes
+    assert "1 embedded" in text and figures["n"] == 4
+
+
+def test_prequential_judges_block_by_block_and_removes_the_references_it_approved(tmp_path):
+    nomenclature, labelled = tmp_path / "hs.csv", tmp_path / "labelled.csv"
+    nomenclature.write_text(NOMENCLATURE, encoding="utf-8")
+    labelled.write_text(LABELLED, encoding="utf-8")
+    run_evaluate_hs(str(labelled), "--nomenclature", str(nomenclature))
+    before = live_data_snapshot()
+
+    _, figures = run_evaluate_hs(str(labelled), "--prequential", "2")
+
+    blocks = figures["prequential"]
+    assert [block["n"] for block in blocks] == [2, 2]
+    # The second block was judged with the first block's approved codes in the knowledge base
+    # ("###" is judged too, and approved: a reviewer can set a code for any item).
+    assert [block["references_before"] for block in blocks] == [0, 2]
+    assert set(blocks[0]) >= {"top1_2", "top1_4", "top1_6", "auto_pass_share", "auto_pass_precision"}
+    assert live_data_snapshot() == before

@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from verifier.evaluation import evaluate_check_mode, evaluate_prequential
 from verifier.models import KnowledgeEntry
-from verifier.nomenclature import NomenclatureFormatError, load_nomenclature
+from embeddings.errors import EmbeddingError
+from verifier.nomenclature import NomenclatureFormatError, describe_missing, entries_missing_vectors, load_nomenclature
 from verifier.recommendation import (
     evaluate_labelled,
     measure_search_recall,
@@ -47,15 +48,23 @@ class Command(BaseCommand):
 
     def handle(self, *args, paths: list[str], json: bool, nomenclature: list[str], recall: bool, prequential: int,
                seed: int, **options):
-        if nomenclature and not KnowledgeEntry.objects.filter(source=KnowledgeEntry.Source.NOMENCLATURE).exists():
-            for path in nomenclature:
-                try:
-                    loaded = load_nomenclature(path)
-                except NomenclatureFormatError as error:
-                    raise CommandError(str(error)) from error
-                self.stdout.write(f"loaded {path}: {loaded.codes_created} codes, {loaded.entries_indexed} embedded")
+        for path in nomenclature:
+            # Loading is idempotent and resumes: a load that stopped half-way is finished here, not skipped.
+            try:
+                loaded = load_nomenclature(path)
+            except NomenclatureFormatError as error:
+                raise CommandError(str(error)) from error
+            except EmbeddingError as error:
+                raise CommandError(f"{path}: embedding stopped ({error}); {describe_missing(entries_missing_vectors())}; "
+                                   "nothing was scored") from error
+            self.stdout.write(f"loaded {path}: {loaded.codes_created} codes new, {loaded.entries_indexed} embedded")
         if not KnowledgeEntry.objects.exists():
             raise CommandError("the knowledge base is empty: load a nomenclature first (--nomenclature PATH)")
+        missing = entries_missing_vectors()
+        if missing:
+            raise CommandError(f"the knowledge base is incomplete: {describe_missing(missing)}; figures against it "
+                               "would be too low. Finish the load (load_hs_nomenclature PATH, or --nomenclature PATH "
+                               "here) and run again")
         rows = []
         for path in paths:
             try:

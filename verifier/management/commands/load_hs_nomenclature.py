@@ -6,7 +6,14 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from verifier.nomenclature import DEFAULT_NOTE_PASSAGES, NomenclatureFormatError, load_nomenclature
+from embeddings.errors import EmbeddingError
+from verifier.nomenclature import (
+    DEFAULT_NOTE_PASSAGES,
+    NomenclatureFormatError,
+    describe_missing,
+    entries_missing_vectors,
+    load_nomenclature,
+)
 
 
 class Command(BaseCommand):
@@ -31,6 +38,10 @@ class Command(BaseCommand):
                                            progress=ProgressBar(self.stderr, label=f"{path}: embedding evidence"))
             except NomenclatureFormatError as error:
                 raise CommandError(str(error)) from error
+            except EmbeddingError as error:
+                # What was embedded is stored; the same command run again embeds only the rest.
+                raise CommandError(f"{path}: embedding stopped ({error}); {describe_missing(entries_missing_vectors())}; "
+                                   "run the same command again to finish the load") from error
             if json:
                 self.stdout.write(_json_line(report.to_json()))
                 continue
