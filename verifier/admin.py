@@ -12,6 +12,7 @@ from django.contrib.admin.helpers import ActionForm
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from .models import (
     DeclarationBatch,
@@ -23,7 +24,7 @@ from .models import (
     RoutingThreshold,
     Verdict,
 )
-from .selectors import code_descriptions
+from .presentation import TIER_COLOURS, item_screen
 from .services import ReviewRefused, requeue_failed_items, review_item, review_items
 
 
@@ -58,7 +59,9 @@ class ReviewedFilter(admin.SimpleListFilter):
 
 
 class ReviewForm(forms.Form):
-    action = forms.ChoiceField(choices=Review.Action.choices)
+    # A blank first choice: the reviewer must pick an action, none is preselected for them.
+    action = forms.ChoiceField(choices=[("", "— choose an action —"), *Review.Action.choices],
+                               error_messages={"required": "Choose an action."})
     code = forms.CharField(required=False, max_length=16, help_text="For 'set another code'.")
     reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
                              help_text="Why (required to reject).")
@@ -132,7 +135,10 @@ class DeclarationItemAdmin(admin.ModelAdmin):
     @admin.display(description="tier", ordering="verdict__tier")
     def tier(self, item: DeclarationItem) -> str:
         verdict = getattr(item, "verdict", None)
-        return verdict.get_tier_display() if verdict else "—"
+        if verdict is None:
+            return "—"
+        return format_html('<strong class="tier" data-tier="{}" style="color: {}">{}</strong>', verdict.tier,
+                           TIER_COLOURS.get(verdict.tier, "inherit"), verdict.get_tier_display())
 
     # --- bulk actions -----------------------------------------------------------------
     def _bulk(self, request, queryset, action: str, default_reason: str = "") -> None:
@@ -176,15 +182,10 @@ class DeclarationItemAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         item = get_object_or_404(DeclarationItem.objects.select_related("verdict", "batch"), pk=object_id)
-        verdict = getattr(item, "verdict", None)
-        codes = [item.declared_code, verdict.recommended_code if verdict else ""]
-        neighbours = (verdict.evidence or {}).get("neighbours", []) if verdict else []
         extra_context = {
             **(extra_context or {}),
             "item": item,
-            "verdict": verdict,
-            "code_texts": code_descriptions([code for code in codes if code]),
-            "neighbours": neighbours,
+            "screen": item_screen(item=item),
             "review_form": ReviewForm(),
             "can_review": can_review(request),
             "review_url": reverse("admin:verifier_item_review", args=[item.pk]),
@@ -199,7 +200,8 @@ class DeclarationItemAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(change_url)
         form = ReviewForm(request.POST)
         if not form.is_valid():
-            self.message_user(request, f"Review not recorded: {form.errors.as_text()}", level=messages.ERROR)
+            problems = " ".join(problem for field_problems in form.errors.values() for problem in field_problems)
+            self.message_user(request, f"Review not recorded: {problems}", level=messages.ERROR)
             return HttpResponseRedirect(change_url)
         try:
             review_item(item=item, reviewer=request.user, action=form.cleaned_data["action"],

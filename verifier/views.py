@@ -12,7 +12,8 @@ from config.permissions import staff_permission_required
 
 from .forms import UploadForm
 from .models import DeclarationBatch, DeclarationItem
-from .selectors import batch_items, batch_progress, batch_row_errors, code_descriptions, confidence_histogram
+from .presentation import item_screen
+from .selectors import batch_items, batch_progress, batch_row_errors, confidence_histogram
 from .services import accept_upload
 
 ITEMS_PER_PAGE = 100
@@ -70,10 +71,7 @@ def batch_errors_csv(request: HttpRequest, batch_id: int) -> StreamingHttpRespon
 @staff_permission_required("verifier.view_declarationitem")
 def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
     item = get_object_or_404(DeclarationItem.objects.select_related("batch", "verdict"), pk=item_id)
-    verdict = getattr(item, "verdict", None)
-    codes = [code for code in (item.declared_code, verdict.recommended_code if verdict else "") if code]
     return render(request, "verifier/item.html", {
-        "item": item, "verdict": verdict, "code_texts": code_descriptions(codes),
-        "neighbours": (verdict.evidence or {}).get("neighbours", []) if verdict else [],
+        "item": item, "screen": item_screen(item=item),
         "reviews": item.reviews.select_related("reviewer").order_by("created_at"),
     })
