@@ -63,13 +63,16 @@ def split_into_requests(texts: list[str], *, max_count: int, max_tokens: int = M
     return ranges
 
 
-def check_texts(texts: list[str]) -> None:
-    """Refuse anything but a list of strings, naming the first bad position, before any request is sent."""
-    if isinstance(texts, str):
-        raise TypeError("expected a list of texts, got a single string")
+def checked_texts(texts) -> list[str]:
+    """The texts as a list, refusing anything but a sequence of strings (naming the first bad position)
+    before any prompt is built or request sent: a str would become one text per character, None the text "None"."""
+    if isinstance(texts, (str, bytes)) or texts is None:
+        raise TypeError(f"expected a list of texts, got {type(texts).__name__}")
+    texts = list(texts)
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"text at position {position} is {type(text).__name__}, not str")
+    return texts
 
 
 def check_task(task: str) -> None:
@@ -156,16 +159,18 @@ class EmbeddingClient:
     # --- the two calls ------------------------------------------------------
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text, in input order."""
+        texts = checked_texts(texts)
         return self._embed([self.profile.document_text(text) for text in texts], side="document")
 
     def embed_queries(self, texts: list[str], *, task: str) -> np.ndarray:
         """Vectors of texts written as queries for `task` (a key of profiles.TASK_INSTRUCTIONS)."""
+        texts = checked_texts(texts)
         check_task(task)
         return self._embed([self.profile.query_text(text, task) for text in texts], side="query")
 
     def prepared_inputs(self, texts: list[str], *, side: str, task: str | None = None) -> list[str]:
         """The exact strings that would be sent; the cache keys on them."""
-        check_texts(texts)
+        texts = checked_texts(texts)
         if side == "query":
             check_task(task or "pair")
             return [self.profile.query_text(text, task or "pair") for text in texts]
@@ -200,7 +205,7 @@ class EmbeddingClient:
 
     # --- internals ------------------------------------------------------------
     def _embed(self, inputs: list[str], *, side: str, reshape: bool = True) -> np.ndarray:
-        check_texts(inputs)
+        inputs = checked_texts(inputs)
         if not inputs:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         batches = split_into_requests(inputs, max_count=self.batch_size, max_tokens=self.max_batch_tokens)
@@ -295,6 +300,8 @@ class EmbeddingClient:
 
 
 def decode_embedding(value) -> np.ndarray:
+    if not isinstance(value, (str, list)):
+        raise InvalidEmbeddingResponse(f"embedding is {type(value).__name__}, neither base64 nor a list of numbers")
     if isinstance(value, str):
         try:
             raw = binascii.a2b_base64(value, strict_mode=True)
@@ -321,7 +328,9 @@ def validate_response(
         index = item.get("index") if isinstance(item, dict) else None
         if not isinstance(index, int) or not 0 <= index < expected_count or rows[index] is not None:
             raise InvalidEmbeddingResponse(f"embedding index {index!r} is missing, out of range or repeated")
-        rows[index] = decode_embedding(item.get("embedding"))
+        if "embedding" not in item:
+            raise InvalidEmbeddingResponse(f"embedding item {index} has no embedding")
+        rows[index] = decode_embedding(item["embedding"])
     width = rows[0].shape[0] if rows else 0
     if any(row.ndim != 1 or row.shape[0] != width for row in rows):
         raise InvalidEmbeddingResponse("embeddings in one response have different lengths")

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .cache_statistics import record_cache_use
-from .client import EmbeddingClient, get_client_for
+from .client import EmbeddingClient, checked_texts, get_client_for
 from .corpora import get_corpus, registered_corpora, vectors_to_store
 from .errors import EmbeddingError
 from .models import EmbeddingSpace, SpaceBuildProgress
@@ -66,7 +66,7 @@ def embed_texts(
     Vectors are returned at halfvec precision either way, so a text gets the same vector every time.
     """
     client = client or client_for_space(space)
-    prepared = client.prepared_inputs(list(texts), side=side, task=task)
+    prepared = client.prepared_inputs(checked_texts(texts), side=side, task=task)
     hashes = [input_hash(side=side, prepared_input=text) for text in prepared]
     distinct = list(dict.fromkeys(hashes))
     found = cached_embeddings(space=space, input_hashes=distinct)

@@ -295,6 +295,9 @@ def recommend_hs_code(
         if not within_parent:
             break
         chosen[level] = parent = within_parent[0]
+    if not chosen:  # no evidence code reaches a chapter (all shorter than two digits): nothing to recommend
+        return Recommendation(code="", level=0, confidence=0.0, margin=0.0, alternatives=(),
+                              declared_code=declared_code)
 
     level = max((lvl for lvl in chosen if _share(votes[lvl], chosen[lvl]) > CONFIDENT_SHARE[lvl]), default=min(chosen))
     code = chosen[level]

@@ -477,11 +477,12 @@ def save_calibration(*, space, chapter: str, thresholds, note: str):
 
 def requeue_failed_items(*, item_ids: Iterable[int]) -> int:
     """Give failed items (attempts used up, e.g. by a long endpoint outage) a fresh start; returns how many."""
+    item_ids = list(item_ids)  # read twice below: a generator would be empty the second time
     with transaction.atomic():
-        count = DeclarationItem.objects.filter(id__in=list(item_ids), status=DeclarationItem.Status.FAILED).update(
+        count = DeclarationItem.objects.filter(id__in=item_ids, status=DeclarationItem.Status.FAILED).update(
             status=DeclarationItem.Status.PENDING, attempts=0, claimed_at=None,
         )
-        batch_ids = DeclarationItem.objects.filter(id__in=list(item_ids)).values_list("batch_id", flat=True)
+        batch_ids = DeclarationItem.objects.filter(id__in=item_ids).values_list("batch_id", flat=True)
         DeclarationBatch.objects.filter(id__in=batch_ids, status=DeclarationBatch.Status.DONE,
                                         is_reference=False).update(status=DeclarationBatch.Status.PROCESSING)
         if count:

@@ -223,3 +223,26 @@ def test_a_forked_process_gets_its_own_client_not_its_parents_connections(gatewa
     # The parent's connections were left alone.
     assert np.allclose(parent_client.embed_documents(["steel bolt"]),
                        gateway_on_double.vectors_for(["steel bolt"]), atol=1e-6)
+
+
+# --- input and response shapes that once slipped through ------------------------------------------
+@pytest.mark.parametrize("texts", ["abc", None, b"abc"])
+def test_it_refuses_a_single_string_or_none_before_building_any_prompt(double_client, embedding_double, texts):
+    with pytest.raises(TypeError, match="expected a list of texts"):
+        double_client.embed_documents(texts)
+    with pytest.raises(TypeError, match="expected a list of texts"):
+        double_client.embed_queries(texts, task="faq")
+    with pytest.raises(TypeError, match="position 0 is NoneType"):
+        double_client.embed_queries([None], task="faq")  # not the text "Instruct: ...\nQuery:None"
+    assert embedding_double.embedding_requests == 0
+
+
+@pytest.mark.parametrize("item", [{"index": 0}, {"index": 0, "embedding": None}, {"index": 0, "embedding": 7}])
+def test_a_response_item_without_an_embedding_is_an_embedding_error_the_breaker_hears(double_client, item,
+                                                                                       monkeypatch):
+    monkeypatch.setattr(double_client, "_request", lambda inputs, **options: [item])
+    double_client.breaker = CircuitBreaker(threshold=1, cooldown=60.0)
+    with pytest.raises(InvalidEmbeddingResponse):
+        double_client.embed_documents(["steel bolt"])
+    with pytest.raises(CircuitOpen):
+        double_client.embed_documents(["steel bolt"])

@@ -26,6 +26,15 @@ def test_it_answers_a_repeated_text_from_the_cache_without_a_model_call(gateway_
     assert (statistics["hits"], statistics["misses"], statistics["hit_rate"]) == (3, 2, 0.6)
 
 
+@pytest.mark.parametrize("texts", ["abc", None])
+def test_it_refuses_a_single_string_or_none_instead_of_embedding_its_characters(gateway_on_double, texts):
+    with pytest.raises(TypeError, match="expected a list of texts"):
+        services.embed_documents(texts)
+    with pytest.raises(TypeError, match="expected a list of texts"):
+        services.embed_queries(texts, task="hs_code")
+    assert gateway_on_double.embedding_requests == 0
+
+
 def test_it_keys_the_cache_on_side_and_task(gateway_on_double):
     services.embed_queries(["cotton shirt"], task="hs_code")
     services.embed_queries(["cotton shirt"], task="faq")

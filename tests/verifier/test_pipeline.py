@@ -224,6 +224,18 @@ def test_failed_items_can_be_verified_again(knowledge_base):
     assert item.status == DeclarationItem.Status.VERIFIED and batch.status == DeclarationBatch.Status.DONE
 
 
+def test_requeueing_reads_ids_given_as_a_generator_for_the_items_and_their_batch():
+    from verifier.services import requeue_failed_items
+
+    batch = make_batch(status=DeclarationBatch.Status.DONE)
+    item = make_item(batch=batch, status=DeclarationItem.Status.FAILED, attempts=8, last_error="endpoint down")
+
+    assert requeue_failed_items(item_ids=(item_id for item_id in [item.pk])) == 1
+
+    batch.refresh_from_db()
+    assert batch.status == DeclarationBatch.Status.PROCESSING  # its item is pending again, so it is not done
+
+
 # --- failure paths: work always ends (issue 13) ----------------------------------------------
 
 

@@ -21,6 +21,12 @@ def test_it_recommends_the_subheading_when_its_evidence_dominates():
     assert recommendation.confidence > 0.9
 
 
+def test_it_recommends_nothing_when_no_evidence_code_reaches_a_chapter():
+    recommendation = recommend_hs_code([evidence("8", 0.93), evidence("", 0.90)], declared_code="851762")
+    assert (recommendation.code, recommendation.level, recommendation.confidence) == ("", 0, 0.0)
+    assert recommendation.declared_code == "851762"
+
+
 def test_it_stops_at_the_heading_when_its_subheadings_split_the_vote():
     recommendation = recommend_hs_code([
         evidence("010121", 0.90), evidence("010129", 0.90), evidence("010130", 0.899), evidence("0101", 0.895),
