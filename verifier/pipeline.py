@@ -45,8 +45,10 @@ def claim_items(*, limit: int = CLAIM_CHUNK_ITEMS, claimant: str = "") -> tuple[
 
     Two workers never claim the same item; the claim time identifies this claim when results are written,
     and `claimant` (the task's id) lets a redelivered message take back what its first delivery claimed.
-    Items that failed before are claimed in smaller chunks (retry_chunk_limit): a worker killed by one
-    item then costs its neighbours fewer attempts each time, until the culprit is judged alone.
+    Items whose worker was lost while they were claimed come back in smaller chunks (retry_chunk_limit):
+    a worker killed by one item then costs its neighbours fewer attempts each time, until the culprit is
+    judged alone. (An exception is isolated by splitting the chunk instead, and an endpoint outage is no
+    item's fault: neither shrinks the claim.)
     """
     claimed_at = timezone.now()
     with transaction.atomic():
@@ -54,12 +56,13 @@ def claim_items(*, limit: int = CLAIM_CHUNK_ITEMS, claimant: str = "") -> tuple[
             DeclarationItem.objects.select_for_update(skip_locked=True)
             .filter(status=DeclarationItem.Status.PENDING)
             .order_by("id")
-            .values_list("id", "attempts")[:limit]
+            .values_list("id", "attempts", "last_error")[:limit]
         )
         ids: list[int] = []
         allowed = limit
-        for item_id, attempts in candidates:
-            allowed = min(allowed, retry_chunk_limit(limit, attempts))
+        for item_id, attempts, last_error in candidates:
+            if last_error == WORKER_LOST_ERROR:
+                allowed = min(allowed, retry_chunk_limit(limit, attempts))
             if len(ids) >= allowed:
                 break
             ids.append(item_id)
