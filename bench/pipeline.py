@@ -2,7 +2,7 @@
 
 Against 100,000 reference declarations (KnowledgeEntry rows of source `reference` and
 their vectors, HNSW-indexed), with the embedding endpoint played by the protocol
-double (embeddings/double.py) in a child process, so the figure measures this
+double (devservices/embedding_double.py) in a child process, so the figure measures this
 service, not a model. The run:
 
 1. prepares a dedicated database on the same PostgreSQL server, one per vector
@@ -103,7 +103,7 @@ def ensure_references(count: int, *, geometry: str, log) -> dict:
     """Reference entries 1..count and their vectors in the active space, with the HNSW index; reused when present."""
     from django.db import connection
 
-    from embeddings.double import VectorTable
+    from devservices.embedding_double import VectorTable
     from embeddings.models import Vector
     from embeddings.store import active_space, ensure_index, index_name, store_vectors, text_hash
     from verifier.models import KNOWLEDGE_CORPUS, KnowledgeEntry
@@ -164,7 +164,7 @@ def stored_vector_is_current(*, space, geometry: str) -> bool:
     import psycopg
     from django.db import connection
 
-    from embeddings.double import VectorTable
+    from devservices.embedding_double import VectorTable
     from embeddings.store import halfvec_from_binary
     from verifier.models import KNOWLEDGE_CORPUS
 
@@ -222,7 +222,7 @@ def knn_floor(count: int, *, concurrency: int, geometry: str) -> float:
     from django.conf import settings
     from django.db import connection
 
-    from embeddings.double import VectorTable
+    from devservices.embedding_double import VectorTable
     from embeddings.selectors import nearest_neighbours
     from embeddings.store import active_space
     from verifier.models import KNOWLEDGE_CORPORA

@@ -16,7 +16,7 @@ In tests::
         double.set_latency(0.05)
         double.texts_embedded  # texts it computed vectors for
 
-Standalone (benchmarks): `python -m embeddings.double --port 8090 --dimensions 1024 [--geometry lexical]`.
+Standalone (benchmarks): `python -m devservices.embedding_double --port 8090 --dimensions 1024 [--geometry lexical]`.
 
 This module imports neither Django nor the rest of the app, so it can run anywhere.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from embeddings.client import CircuitBreaker, EmbeddingClient
-from embeddings.double import run_embedding_double
+from devservices.embedding_double import run_embedding_double
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embeddings.client import CircuitBreaker, EmbeddingClient, split_into_requests
-from embeddings.double import run_embedding_double
+from devservices.embedding_double import run_embedding_double
 from embeddings.errors import (
     CircuitOpen,
     EmbeddingRequestRejected,

@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from embeddings.client import reset_client
-from embeddings.double import run_embedding_double
+from devservices.embedding_double import run_embedding_double
 from embeddings.errors import DimensionMismatch
 from embeddings.selectors import check_worker_endpoint
 from embeddings.store import active_space

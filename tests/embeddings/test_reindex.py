@@ -9,7 +9,7 @@ from django.db import connection
 
 from embeddings import services
 from embeddings.client import reset_client
-from embeddings.double import run_embedding_double
+from devservices.embedding_double import run_embedding_double
 from embeddings.errors import EmbeddingError
 from embeddings.models import EmbeddingSpace, SpaceBuildProgress, Vector
 from embeddings.selectors import nearest_neighbours

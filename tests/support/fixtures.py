@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from embeddings.double import run_embedding_double
+from devservices.embedding_double import run_embedding_double
 
 from .services import ThrowawayPostgres, ThrowawayRedis, manage, service_environment
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from embeddings.double import run_embedding_double
+from devservices.embedding_double import run_embedding_double
 
 # The double speaks for the e5 profile (384 dimensions): small vectors keep the tests fast.
 DOUBLE_MODEL = "intfloat/multilingual-e5-small"
