@@ -13,8 +13,8 @@ from django.db.models import CharField, Count, Exists, F, Func, IntegerField, Ou
 from django.db.models.functions import Lower
 
 from embeddings import centring
-from embeddings.client import get_client
 from embeddings.models import EmbeddingSpace, LanguageMean
+from embeddings.profiles import default_thresholds_for
 from embeddings.reranker import RerankerClient, RerankerError, get_reranker
 from embeddings.selectors import nearest_neighbours
 from embeddings.services import embed_queries
@@ -63,9 +63,11 @@ _threshold_cache: dict[tuple[int, str], tuple[float, float]] = {}
 
 
 def threshold_for(*, space: EmbeddingSpace, task: str) -> float:
-    """The calibrated threshold of this space (for all questions), else the model profile's default."""
+    """The calibrated threshold of this space (for all questions), else the default registered for the space's
+    model family (faq.embedding_registration): the searched space's model, not the configured client's, whose
+    scale differs during a model switch."""
     calibrated = calibrated_thresholds(space=space, task=task).get("")
-    return calibrated if calibrated is not None else get_client().profile.default_thresholds[task]
+    return calibrated if calibrated is not None else default_thresholds_for(space.model_name)[task]
 
 
 def calibrated_thresholds(*, space: EmbeddingSpace, task: str) -> dict[str, float]:
@@ -162,7 +164,7 @@ def rerank_matches(*, questions: list[str], matches: list[Match], top_k: int,
                         .values_list("id", "question"))
     try:
         return [
-            apply_reranking(match, reranker.scores(query=question, documents=[
+            apply_reranking(match, reranker.scores(query=question, task="faq", documents=[
                 questions_of.get(candidate.faq_id, "") for candidate in match.candidates
             ]), top_k=top_k)
             for question, match in zip(questions, matches, strict=True)
@@ -299,6 +301,14 @@ def answers_in(*, faq_ids: list[int], language: str) -> dict[int, ShownAnswer]:
         )
         return {faq_id: ShownAnswer(question=question, answer=answer, language=answer_language)
                 for faq_id, question, answer, answer_language in cursor.fetchall()}
+
+
+def question_in(faq: Faq, language: str) -> str:
+    """The FAQ's question as asked in `language`: its first wording in that language, else its own question."""
+    if language == faq.language:
+        return faq.question
+    text = faq.wordings.filter(language=language).order_by("id").values_list("text", flat=True).first()
+    return text or faq.question
 
 
 def faqs_by_id(faq_ids: list[int]) -> dict[int, Faq]:

@@ -57,6 +57,7 @@ def inquiry_page(request: HttpRequest, token: str) -> HttpResponse:
         answer, language = inquiry.matched_faq.answer_in(inquiry.language)
         # Where the FAQ has no answer in the customer's language the page says so and shows the one it has.
         context.update(state="answered", faq=inquiry.matched_faq, answer=answer, answer_language=language,
+                       faq_question=selectors.question_in(inquiry.matched_faq, language),
                        answer_in_other_language=language != inquiry.language,
                        answer_language_name=answer_language_name(language))
     elif inquiry.status == Inquiry.Status.ESCALATED:
@@ -68,7 +69,8 @@ def inquiry_page(request: HttpRequest, token: str) -> HttpResponse:
         shown = [(faqs[s["faq_id"]], faqs[s["faq_id"]].answer_in(inquiry.language))
                  for s in inquiry.suggestions[:3] if s["faq_id"] in faqs]
         context.update(state="suggestions", suggestions=[
-            {"faq": faq, "answer": answer, "answer_language": language,
+            {"faq": faq, "question": selectors.question_in(faq, language), "answer": answer,
+             "answer_language": language,
              "answer_language_name": answer_language_name(language),
              "answer_in_other_language": language != inquiry.language}
             for faq, (answer, language) in shown

@@ -75,11 +75,12 @@ def test_one_library_answers_english_in_english_and_chinese_in_chinese_on_the_ch
     browser.get(f"{live_server.url}/ask/")
     browser.find_element(By.ID, "language-zh-hans").click()  # the visible switch
     assert wait_for(browser, "ask-form") and browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-hans"
-    assert "您的问题" in browser.page_source
+    assert "您的问题" in browser.page_source and browser.find_element(By.ID, "language-en").text == "English"
 
     ask(browser, live_server, "How long does it take to get my refund back?")
     answer = wait_for(browser, "answer")
     assert "Once approved, refunds go back to the original payment method" in answer.text
+    assert "How long does a refund take?" in answer.text  # the question in the answer's language too
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-hans"
     assert "这个回答有帮助吗" in browser.page_source
     browser.save_screenshot(str(SCREENSHOTS / "faq-4-english-answer-chinese-page.png"))
