@@ -27,7 +27,8 @@ from .errors import (
     EmbeddingUnavailable,
     InvalidEmbeddingResponse,
 )
-from .profiles import TASK_INSTRUCTIONS, ModelProfile, profile_for
+from .profiles import ModelProfile, profile_for
+from .registry import PAIR_TASK, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ def checked_texts(texts) -> list[str]:
 
 
 def check_task(task: str) -> None:
-    if task not in TASK_INSTRUCTIONS:
-        raise ValueError(f"unknown embedding task {task!r}; known: {sorted(TASK_INSTRUCTIONS)}")
+    get_task(task)  # raises ValueError naming the registered tasks
 
 
 class CircuitBreaker:
@@ -163,7 +163,7 @@ class EmbeddingClient:
         return self._embed([self.profile.document_text(text) for text in texts], side="document")
 
     def embed_queries(self, texts: list[str], *, task: str) -> np.ndarray:
-        """Vectors of texts written as queries for `task` (a key of profiles.TASK_INSTRUCTIONS)."""
+        """Vectors of texts written as queries for `task` (a task registered in embeddings.registry)."""
         texts = checked_texts(texts)
         check_task(task)
         return self._embed([self.profile.query_text(text, task) for text in texts], side="query")
@@ -172,8 +172,8 @@ class EmbeddingClient:
         """The exact strings that would be sent; the cache keys on them."""
         texts = checked_texts(texts)
         if side == "query":
-            check_task(task or "pair")
-            return [self.profile.query_text(text, task or "pair") for text in texts]
+            check_task(task or PAIR_TASK)
+            return [self.profile.query_text(text, task or PAIR_TASK) for text in texts]
         return [self.profile.document_text(text) for text in texts]
 
     def embed_prepared(self, inputs: list[str], *, side: str) -> np.ndarray:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-# Qwen3-Reranker judges relevance for a task given in English, as the embedding model's queries are.
-FAQ_INSTRUCTION = "Given a customer service inquiry, judge whether the FAQ question asks the same thing"
+from .registry import get_task
 
 
 class RerankerError(Exception):
@@ -34,8 +33,10 @@ class RerankerClient:
         self._http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout,
                                   headers={"Authorization": f"Bearer {self.api_key}"})
 
-    def scores(self, *, query: str, documents: list[str], instruction: str = FAQ_INSTRUCTION) -> list[float]:
-        """One relevance score per document, in the documents' order (higher is more relevant)."""
+    def scores(self, *, query: str, documents: list[str], task: str) -> list[float]:
+        """One relevance score per document, in the documents' order (higher is more relevant), judged as the
+        registered `task` says (its rerank_instruction, in English as the embedding model's queries are)."""
+        instruction = get_task(task).rerank_instruction
         if not documents:
             return []
         try:

@@ -209,7 +209,7 @@ def index_wordings(*, namespace: str = LIVE_NAMESPACE, limit: int = 100_000) -> 
             break
         ids, texts = [row[0] for row in batch], [row[1] for row in batch]
         if namespace == LIVE_NAMESPACE:
-            # Centred by the corpus's prepare_vectors (faq.apps); also written into a space being built.
+            # Centred by the corpus's prepare_vectors (faq.embedding_registration); also written into a space being built.
             index_documents(corpus=corpus, object_ids=ids, texts=texts)
         else:
             vectors = centred_wording_vectors(space, ids, embed_documents(texts, space=space), namespace=namespace)

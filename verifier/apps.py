@@ -6,12 +6,6 @@ class VerifierConfig(AppConfig):
     verbose_name = "Declaration verification"
 
     def ready(self) -> None:
-        from functools import partial
+        from .embedding_registration import register_with_embeddings
 
-        from embeddings.corpora import Corpus, register_corpus
-
-        from .models import KNOWLEDGE_CORPUS, KNOWLEDGE_CORPUS_CJK
-        from .selectors import knowledge_texts_after
-
-        register_corpus(Corpus(name=KNOWLEDGE_CORPUS, fetch_texts=partial(knowledge_texts_after, cjk=False)))
-        register_corpus(Corpus(name=KNOWLEDGE_CORPUS_CJK, fetch_texts=partial(knowledge_texts_after, cjk=True)))
+        register_with_embeddings()

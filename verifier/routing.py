@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from embeddings.models import EmbeddingSpace
-from embeddings.profiles import profile_for
+from embeddings.profiles import default_thresholds_for
 
 from .models import DeclarationBatch, RoutingThreshold, Verdict
 from .recommendation import LevelSupport
@@ -61,11 +61,12 @@ class ThresholdSet:
 
 
 def default_thresholds(space: EmbeddingSpace | None) -> Thresholds:
-    """The model profile's defaults (e5 cosines are compressed: its novelty threshold is far above Qwen3's)."""
+    """The defaults registered for the space's model family (verifier.embedding_registration; e5 cosines are
+    compressed: its novelty threshold is far above Qwen3's)."""
     defaults: dict[str, float] = {}
     if space is not None:
         try:
-            defaults = profile_for(space.model_name).default_thresholds
+            defaults = default_thresholds_for(space.model_name)
         except ValueError:
             defaults = {}
     return Thresholds(

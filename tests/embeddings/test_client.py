@@ -15,7 +15,7 @@ from embeddings.errors import (
     EmbeddingUnavailable,
     InvalidEmbeddingResponse,
 )
-from embeddings.profiles import TASK_INSTRUCTIONS
+from embeddings.registry import get_task
 
 
 # --- profiles -------------------------------------------------------------------------
@@ -23,7 +23,7 @@ def test_it_writes_qwen3_queries_with_the_instruction_and_documents_plain(double
     double_client.embed_queries(["无线蓝牙耳机"], task="hs_code")
     double_client.embed_documents(["Bluetooth earphone"])
     query_request, document_request = embedding_double.requests
-    assert query_request.inputs == [f"Instruct: {TASK_INSTRUCTIONS['hs_code']}\nQuery:无线蓝牙耳机"]
+    assert query_request.inputs == [f"Instruct: {get_task('hs_code').instruction}\nQuery:无线蓝牙耳机"]
     assert document_request.inputs == ["Bluetooth earphone"]
     assert query_request.input_type is None and query_request.encoding_format == "base64"
     assert query_request.dimensions is None  # native size: nothing to ask for

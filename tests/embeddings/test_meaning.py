@@ -11,9 +11,10 @@ import pytest
 from django.conf import settings
 
 from embeddings.client import EmbeddingClient
-from embeddings.golden import PRODUCT_DESCRIPTIONS as GOLDEN
-from embeddings.golden import PRODUCTS, check_golden_neighbours
+from embeddings.golden import check_golden_neighbours
 from embeddings.profiles import profile_for
+from verifier.embedding_registration import PRODUCT_DESCRIPTIONS as GOLDEN
+from verifier.embedding_registration import PRODUCTS
 
 @pytest.fixture(scope="module")
 def real_client() -> EmbeddingClient:
