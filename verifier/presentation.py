@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .models import DeclarationItem, Verdict
+from .recommendation import PROTOTYPE_SOURCE
 from .selectors import code_descriptions
 
 LEVEL_NAMES = {2: "chapter", 4: "heading", 6: "subheading"}
@@ -174,12 +175,12 @@ def anomaly_rows(anomalies: list[dict]) -> tuple[list[AnomalyRow], list[AnomalyR
     """(about the declared code, the rest): each with a title in words beside the reason."""
     disagreements, others = [], []
     for anomaly in anomalies or []:
-        code = anomaly.get("code", "")
+        code, reason = anomaly.get("code", ""), anomaly.get("reason", "")
         if code in DISAGREEMENT_TITLES:
-            disagreements.append(AnomalyRow(code=code, title=DISAGREEMENT_TITLES[code], reason=anomaly.get("reason", "")))
+            disagreements.append(AnomalyRow(code=code, title=DISAGREEMENT_TITLES[code], reason=reason))
         else:
             title = OTHER_TITLES.get(code, code.replace("_", " ").capitalize())
-            others.append(AnomalyRow(code=code, title=title, reason=anomaly.get("reason", "")))
+            others.append(AnomalyRow(code=code, title=title, reason=reason))
     # Contradictions before the milder "unconfirmed" and the rest, in the order DISAGREEMENT_TITLES gives.
     order = list(DISAGREEMENT_TITLES)
     disagreements.sort(key=lambda row: order.index(row.code))
@@ -222,6 +223,15 @@ def item_screen(*, item: DeclarationItem) -> ItemScreen:
         disagreements=disagreements,
         other_anomalies=others,
         code_texts={code: descriptions.get(code, []) for code in codes},
-        neighbours=[{**neighbour, "score_text": two_decimals(neighbour.get("score"))}
-                    for neighbour in evidence.get("neighbours") or []],
+        neighbours=[neighbour_row(neighbour) for neighbour in evidence.get("neighbours") or []],
     )
+
+
+def neighbour_row(neighbour: dict) -> dict:
+    """A stored piece of evidence for display: its similarity with two decimals, and words for a prototype
+    (the centroid of a chapter's or heading's lines has no text of its own)."""
+    row = {**neighbour, "score_text": two_decimals(neighbour.get("score"))}
+    if neighbour.get("source") == PROTOTYPE_SOURCE and not neighbour.get("text"):
+        code = neighbour.get("code", "")
+        row["text"] = f"the average of the {LEVEL_NAMES.get(len(code), 'code')} {code}'s lines"
+    return row

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 
 from faq.models import FaqClassifier
 from verifier.models import HsCode, KnowledgeEntry, Review, Verdict
-from verifier.presentation import TIER_COLOURS, alternative_rows, anomaly_rows, level_comparison
+from verifier.presentation import TIER_COLOURS, alternative_rows, anomaly_rows, level_comparison, neighbour_row
 
 from .factories import make_hs_code, make_item, make_verdict
 
@@ -263,3 +263,10 @@ def test_the_review_form_records_the_action_the_reviewer_chose(client, reviewer,
     review = Review.objects.get(item=contradicted_item)
     assert (review.action, review.from_code, review.to_code, review.reviewer) == (
         Review.Action.ACCEPT_RECOMMENDATION, "030487", "851631", reviewer)
+
+
+def test_a_prototype_among_the_evidence_is_named_in_words():
+    row = neighbour_row({"entry_id": 0, "code": "8516", "source": "prototype", "language": "", "score": 0.8849,
+                         "text": ""})
+
+    assert (row["text"], row["score_text"]) == ("the average of the heading 8516's lines", "0.88")
