@@ -198,17 +198,20 @@ def stack(tmp_path_factory):
 
 
 class Browser:
-    """A browser behind the TLS proxy: https as far as Django knows (X-Forwarded-Proto), the public host name.
+    """A browser behind the TLS proxy: https as far as Django knows (X-Forwarded-Proto), the public host name,
+    its own address appended by the proxy (X-Forwarded-For; compose trusts one proxy).
 
     Cookies are kept by hand: they are Secure, and this connection to the app is plain http.
     """
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, address: str) -> None:
         self.client = httpx.Client(base_url=base_url, timeout=60, follow_redirects=False)
         self.cookies: dict[str, str] = {}
+        self.address = address
 
     def request(self, method: str, path: str, **options) -> httpx.Response:
-        headers = {"Host": PUBLIC_HOST, "X-Forwarded-Proto": "https", **options.pop("headers", {})}
+        headers = {"Host": PUBLIC_HOST, "X-Forwarded-Proto": "https", "X-Forwarded-For": self.address,
+                   **options.pop("headers", {})}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         if method == "POST":
@@ -247,7 +250,7 @@ def test_the_stack_comes_up_takes_an_upload_verifies_it_and_answers_a_question(s
     loaded = web.run(["python", "manage.py", "load_sample_data", "--repository-sample-only"], timeout=600)
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
 
-    officer = Browser(base_url)
+    officer = Browser(base_url, address="203.0.113.10")
     login = officer.post_form("/admin/login/?next=/admin/", {"username": "officer", "password": "stack-officer-password-42",
                                                              "next": "/admin/"})
     assert login.status_code == 302 and login.headers["location"] == "/admin/", login.text[-2000:]
@@ -284,7 +287,7 @@ def test_the_stack_comes_up_takes_an_upload_verifies_it_and_answers_a_question(s
     assert not any((services["web"].folder / "var").rglob("*upload*"))
 
     # A public question, answered from the FAQ library through the embedding endpoint.
-    visitor = Browser(base_url)
+    visitor = Browser(base_url, address="198.51.100.20")
     asked = visitor.post_form("/ask/", {"question": QUESTION})
     assert asked.status_code == 302, asked.text[-2000:]
     answer = visitor.get(asked.headers["location"])
