@@ -2,19 +2,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
 
 from .cache_statistics import cache_statistics
 from .client import get_client
 from .errors import DimensionMismatch, EmbeddingError
 from .models import EmbeddingSpace, SpaceBuildProgress, Vector
 from .binary_parameters import binary_parameter_cursor, halfvec_binary_rows
-from .store import halfvec_from_binary
+from .store import halfvec_from_binary, text_hash
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,85 @@ def stored_vectors(
                 rows.append(_halfvec_to_numpy(embedding))
     matrix = np.stack(rows) if rows else np.zeros((0, space.dimensions), dtype=np.float32)
     return ids, matrix
+
+
+def corpus_vectors(
+    *, space: EmbeddingSpace, corpus: str | Sequence[str], live_objects: QuerySet | None = None,
+) -> tuple[list[int], np.ndarray]:
+    """Every stored vector of `corpus` in `space`, read in binary: (object ids, matrix).
+
+    `live_objects`: a queryset of the owning model; only vectors of objects it holds are read (a vector can
+    outlive its object until the next sync). Uses the unique index of `vector_one_per_object_unique`.
+    """
+    corpora = [corpus] if isinstance(corpus, str) else list(corpus)
+    live_sql, live_parameters = _live_objects_clause(live_objects)
+    ids: list[int] = []
+    rows: list[np.ndarray] = []
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:  # Django's own cursors are text-only
+        cursor.execute(
+            f"SELECT object_id, embedding FROM embeddings_vector WHERE space_id = %s AND corpus = ANY(%s){live_sql}",
+            [space.id, corpora, *live_parameters], prepare=False, binary=True,
+        )
+        for object_id, embedding in cursor.fetchall():
+            ids.append(object_id)
+            rows.append(_halfvec_to_numpy(embedding))
+    matrix = np.stack(rows) if rows else np.zeros((0, space.dimensions), dtype=np.float32)
+    return ids, matrix
+
+
+def corpus_fingerprint(
+    *, space: EmbeddingSpace, corpus: str | Sequence[str], live_objects: QuerySet | None = None,
+) -> tuple[str, int]:
+    """An order-independent digest of the corpus's vectors in `space` (object ids and text hashes), and their count:
+    it changes whenever a vector is added, removed or re-embedded from another text. `live_objects` as in
+    corpus_vectors."""
+    corpora = [corpus] if isinstance(corpus, str) else list(corpus)
+    live_sql, live_parameters = _live_objects_clause(live_objects)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT count(*),
+                   coalesce(sum(object_id), 0),
+                   coalesce(sum(('x' || substr(encode(text_hash, 'hex'), 1, 15))::bit(60)::bigint::numeric), 0)
+            FROM embeddings_vector
+            WHERE space_id = %s AND corpus = ANY(%s){live_sql}
+            """,
+            [space.id, corpora, *live_parameters],
+        )
+        count, id_sum, hash_sum = cursor.fetchone()
+    return f"{count}:{id_sum}:{hash_sum}", int(count)
+
+
+def _live_objects_clause(live_objects: QuerySet | None) -> tuple[str, tuple]:
+    if live_objects is None:
+        return "", ()
+    sql, parameters = live_objects.values("pk").query.sql_with_params()
+    return f" AND object_id IN ({sql})", tuple(parameters)
+
+
+def has_vector(*, space: EmbeddingSpace, corpus: str | Sequence[str]) -> Exists:
+    """A filter for a queryset of the corpus's owning model: the object has a vector in `space` (negate with ~)."""
+    corpora = [corpus] if isinstance(corpus, str) else list(corpus)
+    return Exists(Vector.objects.filter(space=space, corpus__in=corpora, object_id=OuterRef("pk")))
+
+
+def objects_without_current_vector(
+    *, space: EmbeddingSpace, corpus: str | Sequence[str], texts: Mapping[int, str],
+) -> list[int]:
+    """Of these objects ({object_id: current text}), those with no vector in `space` (in any of the corpora) or
+    one embedded from another text, in id order. Uses the unique index of `vector_one_per_object_unique`."""
+    if not texts:
+        return []
+    corpora = [corpus] if isinstance(corpus, str) else list(corpus)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT object_id, text_hash FROM embeddings_vector WHERE space_id = %s AND corpus = ANY(%s) "
+            "AND object_id = ANY(%s)",
+            [space.id, corpora, list(texts)],
+        )
+        stored = {object_id: bytes(digest) for object_id, digest in cursor.fetchall()}
+    return sorted(object_id for object_id, text in texts.items() if stored.get(object_id) != text_hash(text))
 
 
 def cached_embeddings(*, space: EmbeddingSpace, input_hashes: list[bytes]) -> dict[bytes, np.ndarray]:

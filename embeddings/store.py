@@ -228,6 +228,16 @@ def delete_vectors(*, corpus: str, object_ids: Sequence[int]) -> None:
         )
 
 
+def drop_corpus(*, corpus: str) -> int:
+    """Remove a corpus from every space: its vectors and its HNSW index in each; returns the vectors removed."""
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM embeddings_vector WHERE corpus = %s", [corpus])
+        removed = cursor.rowcount
+        for space_id in EmbeddingSpace.objects.values_list("id", flat=True):
+            cursor.execute(f'DROP INDEX IF EXISTS "{index_name(space_id, corpus)}"')
+    return removed
+
+
 def vector_literal(vector: np.ndarray) -> str:
     """pgvector's text form, for query parameters (a handful per query; bulk writes use copy_stream)."""
     return "[" + ",".join(f"{value:.6g}" for value in vector.tolist()) + "]"

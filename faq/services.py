@@ -19,7 +19,8 @@ from embeddings import centring
 from embeddings.errors import EmbeddingError
 from embeddings.models import EmbeddingSpace, LanguageMean
 from embeddings.services import embed_documents, embed_queries, index_documents
-from embeddings.store import active_space, index_name, store_vectors
+from embeddings.selectors import objects_without_current_vector, stored_vectors
+from embeddings.store import active_space, drop_corpus, store_vectors
 
 from . import selectors
 from .languages import detect_language
@@ -40,6 +41,8 @@ MAX_QUESTION_LENGTH = 1000
 # threshold learned on the former loosens a little on the latter.
 TARGET_ANSWER_PRECISION = 0.98
 INDEX_BATCH_SIZE = 64  # texts per embedding call: small enough for a busy CPU endpoint
+# Wordings read per look-up of which ones lack a current vector (one id array per query).
+PENDING_SCAN_CHUNK = 5000
 # The library is re-centred (every wording vector stored again) when a language's document mean moved
 # further than this. Adding one wording to n moves the mean by about 0.5/n (e5 vectors sit about 0.5 from
 # their language's mean), so a 1,000-wording library is re-centred about every 40 new wordings.
@@ -181,18 +184,18 @@ def queue_library_changed() -> None:
 def pending_wordings(*, namespace: str, limit: int) -> list[tuple[int, str]]:
     """Wordings of active FAQs with no vector in the active space, or whose text changed since it was embedded."""
     space = active_space()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT w.id, w.text FROM faq_faqwording w
-            JOIN faq_faq f ON f.id = w.faq_id AND f.namespace = %s AND f.active
-            LEFT JOIN embeddings_vector v ON v.space_id = %s AND v.corpus = %s AND v.object_id = w.id
-            WHERE v.id IS NULL OR v.text_hash <> sha256(convert_to(w.text, 'UTF8'))
-            ORDER BY w.id LIMIT %s
-            """,
-            [namespace, space.id, selectors.corpus_for(namespace), limit],
-        )
-        return cursor.fetchall()
+    corpus = selectors.corpus_for(namespace)
+    wordings = FaqWording.objects.filter(faq__namespace=namespace, faq__active=True).order_by("id")
+    pending: list[tuple[int, str]] = []
+    after_id = 0
+    while len(pending) < limit:
+        texts = dict(wordings.filter(id__gt=after_id).values_list("id", "text")[:PENDING_SCAN_CHUNK])
+        if not texts:
+            break
+        pending.extend((wording_id, texts[wording_id])
+                       for wording_id in objects_without_current_vector(space=space, corpus=corpus, texts=texts))
+        after_id = max(texts)
+    return pending[:limit]
 
 
 def index_wordings(*, namespace: str = LIVE_NAMESPACE, limit: int = 100_000) -> int:
@@ -349,22 +352,18 @@ def refit_classifier(*, namespace: str = LIVE_NAMESPACE, force: bool = False) ->
 
 
 def wording_vectors(*, namespace: str, space_id: int) -> tuple[list[int], list[int], np.ndarray]:
-    """(wording ids, their FAQ ids, their vectors) of the namespace's active FAQs."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT w.id, w.faq_id, v.embedding::text FROM faq_faqwording w
-            JOIN faq_faq f ON f.id = w.faq_id AND f.namespace = %s AND f.active
-            JOIN embeddings_vector v ON v.space_id = %s AND v.corpus = %s AND v.object_id = w.id
-            ORDER BY w.id
-            """,
-            [namespace, space_id, selectors.corpus_for(namespace)],
-        )
-        rows = cursor.fetchall()
-    vectors = np.array([np.asarray(text.strip("[]").split(","), dtype=np.float32) for _, _, text in rows])
+    """(wording ids, their FAQ ids, their vectors) of the namespace's active FAQs, in wording id order."""
+    space = EmbeddingSpace.objects.get(id=space_id)
+    wordings = list(FaqWording.objects.filter(faq__namespace=namespace, faq__active=True).order_by("id")
+                    .values_list("id", "faq_id"))
+    stored_ids, stored = stored_vectors(space=space, corpus=selectors.corpus_for(namespace),
+                                        object_ids=[wording_id for wording_id, _ in wordings])
+    row_of = {wording_id: row for row, wording_id in enumerate(stored_ids)}
+    wordings = [(wording_id, faq_id) for wording_id, faq_id in wordings if wording_id in row_of]
+    vectors = stored[[row_of[wording_id] for wording_id, _ in wordings]]
     if len(vectors):
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [row[0] for row in rows], [row[1] for row in rows], vectors
+    return [wording_id for wording_id, _ in wordings], [faq_id for _, faq_id in wordings], vectors
 
 
 @transaction.atomic
@@ -373,9 +372,7 @@ def delete_namespace(*, namespace: str) -> None:
     if namespace == LIVE_NAMESPACE:
         raise ValueError("refusing to delete the live FAQ library")
     corpus = selectors.corpus_for(namespace)
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM embeddings_vector WHERE corpus = %s", [corpus])
-        cursor.execute(f'DROP INDEX IF EXISTS "{index_name(active_space().id, corpus)}"')
+    drop_corpus(corpus=corpus)
     centring.delete_means(scope=corpus)
     FaqClassifier.objects.filter(namespace=namespace).delete()
     Faq.objects.filter(namespace=namespace).delete()

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import connection, transaction
+from django.db import transaction
 
-from embeddings.store import active_space, text_hash
+from embeddings.selectors import objects_without_current_vector
+from embeddings.store import active_space
 
 from .knowledge import delete_knowledge_vectors, index_knowledge_texts
 from .models import KNOWLEDGE_CORPORA, HsCode, KnowledgeEntry
@@ -348,17 +349,9 @@ def entries_missing_vectors(*, entry_ids: list[int] | None = None) -> list[int]:
 
     A load interrupted half-way (an embedding timeout, a killed process) leaves exactly these behind.
     """
-    space = active_space()
     texts = dict(KnowledgeEntry.objects.filter(**({"id__in": entry_ids} if entry_ids is not None else {}))
                  .values_list("id", "text"))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT object_id, text_hash FROM embeddings_vector WHERE space_id = %s AND corpus = ANY(%s) "
-            "AND object_id = ANY(%s)",
-            [space.id, list(KNOWLEDGE_CORPORA), list(texts)],
-        )
-        stored = {object_id: bytes(digest) for object_id, digest in cursor.fetchall()}
-    return sorted(entry_id for entry_id, text in texts.items() if stored.get(entry_id) != text_hash(text))
+    return objects_without_current_vector(space=active_space(), corpus=KNOWLEDGE_CORPORA, texts=texts)
 
 
 def describe_missing(entry_ids: list[int], *, examples: int = 5) -> str:

@@ -19,13 +19,12 @@ import time
 from collections import defaultdict
 
 import numpy as np
-import psycopg
 from django.db import connection, transaction
 
 from embeddings.models import EmbeddingSpace
-from embeddings.store import halfvec_from_binary
+from embeddings.selectors import corpus_fingerprint, corpus_vectors
 
-from .models import KNOWLEDGE_CORPORA, HsPrototypeModel
+from .models import KNOWLEDGE_CORPORA, HsPrototypeModel, KnowledgeEntry
 
 PROTOTYPE_LEVELS = (2, 4)
 # How many best prototypes per level a description keeps as evidence; a code outside them counts
@@ -42,38 +41,17 @@ _cache: dict[int, tuple[str, float, dict[int, tuple[list[str], np.ndarray]]]] = 
 
 def knowledge_fingerprint(*, space: EmbeddingSpace) -> tuple[str, int]:
     """An order-independent digest of the space's knowledge vectors of live entries (ids and text hashes), and their count."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT count(*),
-                   coalesce(sum(vector.object_id), 0),
-                   coalesce(sum(('x' || substr(encode(vector.text_hash, 'hex'), 1, 15))::bit(60)::bigint::numeric), 0)
-            FROM embeddings_vector vector
-            JOIN verifier_knowledgeentry entry ON entry.id = vector.object_id
-            WHERE vector.space_id = %s AND vector.corpus = ANY(%s)
-            """,
-            [space.id, list(KNOWLEDGE_CORPORA)],
-        )
-        count, id_sum, hash_sum = cursor.fetchone()
-    return f"{count}:{id_sum}:{hash_sum}", int(count)
+    return corpus_fingerprint(space=space, corpus=KNOWLEDGE_CORPORA, live_objects=KnowledgeEntry.objects.all())
 
 
 def _knowledge_vectors(*, space: EmbeddingSpace) -> tuple[list[str], np.ndarray]:
-    """The codes and vectors of the space's knowledge evidence, read in binary."""
-    connection.ensure_connection()
-    codes: list[str] = []
-    vectors: list[np.ndarray] = []
-    with psycopg.Cursor(connection.connection) as cursor:  # Django's cursors are text-only
-        cursor.execute(
-            "SELECT entry.hs_code, vector.embedding FROM embeddings_vector vector "
-            "JOIN verifier_knowledgeentry entry ON entry.id = vector.object_id "
-            "WHERE vector.space_id = %s AND vector.corpus = ANY(%s)",
-            [space.id, list(KNOWLEDGE_CORPORA)], prepare=False, binary=True,
-        )
-        for code, embedding in cursor.fetchall():
-            codes.append(code)
-            vectors.append(halfvec_from_binary(bytes(embedding)))
-    return codes, np.stack(vectors) if vectors else np.zeros((0, space.dimensions), dtype=np.float32)
+    """The codes and vectors of the space's knowledge evidence (live entries only)."""
+    entry_ids, vectors = corpus_vectors(space=space, corpus=KNOWLEDGE_CORPORA, live_objects=KnowledgeEntry.objects.all())
+    code_of = dict(KnowledgeEntry.objects.values_list("id", "hs_code"))
+    kept = [row for row, entry_id in enumerate(entry_ids) if entry_id in code_of]  # deleted since the read: left out
+    if len(kept) < len(entry_ids):
+        entry_ids, vectors = [entry_ids[row] for row in kept], vectors[kept]
+    return [code_of[entry_id] for entry_id in entry_ids], vectors
 
 
 def centroids(codes: list[str], vectors: np.ndarray) -> dict[int, tuple[list[str], np.ndarray]]:

@@ -51,11 +51,8 @@ class Command(BaseCommand):
 
 def vector_missing_filter():
     """References with no vector in the active space yet (this import's, and any a worker has not reached)."""
-    from django.db.models import Exists, OuterRef
-
-    from embeddings.models import Vector
+    from embeddings.selectors import has_vector
     from embeddings.store import active_space
     from verifier.models import KNOWLEDGE_CORPORA
 
-    space = active_space()
-    return ~Exists(Vector.objects.filter(space=space, corpus__in=KNOWLEDGE_CORPORA, object_id=OuterRef("pk")))
+    return ~has_vector(space=active_space(), corpus=KNOWLEDGE_CORPORA)
