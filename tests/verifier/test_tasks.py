@@ -144,7 +144,7 @@ def test_an_import_that_never_finishes_is_failed_with_the_reason(settings, djang
     DeclarationBatch.objects.filter(pk=batch.pk).update(
         import_attempts=MAX_IMPORT_ATTEMPTS, import_attempted_at=timezone.now() - timedelta(hours=1))
 
-    assert resume_stuck_imports(older_than_seconds=60) == (0, 1)
+    resume_stuck_imports(older_than_seconds=60)
 
     batch.refresh_from_db()
     assert batch.status == DeclarationBatch.Status.FAILED
@@ -155,13 +155,17 @@ def test_the_sweeper_leaves_an_import_alone_while_a_worker_holds_it(django_captu
     from verifier.services import import_lock_name, resume_stuck_imports
 
     batch = stored_upload_batch(upload_rows(2), django_capture_on_commit_callbacks)
-    DeclarationBatch.objects.filter(pk=batch.pk).update(import_attempted_at=timezone.now() - timedelta(hours=1))
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    DeclarationBatch.objects.filter(pk=batch.pk).update(import_attempted_at=an_hour_ago)
 
     with other_session_holding(import_lock_name(batch.pk)):
-        assert resume_stuck_imports(older_than_seconds=60) == (0, 0)
-    with django_capture_on_commit_callbacks(execute=False) as queued:
-        assert resume_stuck_imports(older_than_seconds=60) == (1, 0)
-    assert len(queued) == 1
+        resume_stuck_imports(older_than_seconds=60)
+    batch.refresh_from_db()
+    assert batch.import_attempted_at == an_hour_ago  # left alone: its import is running
+
+    resume_stuck_imports(older_than_seconds=60)
+    batch.refresh_from_db()
+    assert batch.import_attempted_at > an_hour_ago  # re-queued once nobody holds it
 
 
 def test_the_import_task_retries_a_run_that_failed_part_way(eager_tasks, monkeypatch, django_capture_on_commit_callbacks):
