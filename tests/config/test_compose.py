@@ -30,7 +30,7 @@ def test_it_gives_every_app_service_all_settings_and_production_mode():
         environment = environment_list(services()[name])
         assert APP_SETTINGS <= set(environment), name
         assert environment["DEBUG"] == "false"
-        assert environment["DATABASE_URL"] == "postgres://service:pw-for-tests@postgres:5432/service"
+        assert environment["DATABASE_URL"] == "postgres://service:" + REQUIRED["POSTGRES_PASSWORD"] + "@postgres:5432/service"
 
 
 @pytest.mark.parametrize("variable", sorted(REQUIRED))
