@@ -149,15 +149,16 @@ def stack(tmp_path_factory):
     }
 
     # The image: the build context, then the Dockerfile's collectstatic step, then var/ for the app user.
+    runtime_only = blocker_folder(base)
     image = copy_build_context(base / "image")
     assert not (image / "devservices").exists() and not (image / "tests").exists()
     build_step = dockerfile_build_step((REPOSITORY_ROOT / "Dockerfile").read_text())
     built = subprocess.run(["/bin/sh", "-c", build_step], cwd=image, capture_output=True, text=True, timeout=300,
-                           env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(image), **image_environment()})
+                           env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(image), "PYTHONPATH": str(runtime_only),
+                                **image_environment()})
     assert built.returncode == 0, built.stdout + built.stderr
     (image / "var").mkdir()
 
-    runtime_only = blocker_folder(base)
     services = {}
     for name in ("migrate", "web", "worker", "beat"):
         spec = compose[name]
