@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+
+from common.queueing import queue_on_commit
 
 from .cache_statistics import record_cache_use
 from .client import EmbeddingClient, checked_texts, get_client_for
@@ -42,6 +45,11 @@ INDEX_BUILD_MAINTENANCE_WORK_MEM = "512MB"
 # How long a retired space's vectors outlive the switch: a search that read the active space just before
 # the flip embeds and searches in the old space, and must still find its vectors there.
 RETIRED_SPACE_GRACE_SECONDS = 120
+# One build task run works this long, then queues the next run.
+BUILD_SLICE_SECONDS = 60
+# Tasks queued by name (tasks/embedding.py): services never import tasks/.
+BUILD_TASK = "embeddings.build_embedding_space"
+DROP_RETIRED_TASK = "embeddings.drop_retired_embedding_spaces"
 
 
 # --- embedding through the cache ----------------------------------------------------
@@ -150,17 +158,11 @@ def start_space_build() -> EmbeddingSpace | None:
             retire_space_vectors(abandoned)
         for corpus in registered_corpora():
             SpaceBuildProgress.objects.get_or_create(space=space, corpus=corpus.name)
-        transaction.on_commit(lambda: _queue_build(space.id))
+        queue_on_commit(BUILD_TASK, kwargs={"space_id": space.id})
     if created:
         logger.info("building embedding space %s (%s, %d dims) beside active space %s", space.id, model, dimensions,
                     active.id)
     return space
-
-
-def _queue_build(space_id: int) -> None:
-    from tasks.embedding import build_embedding_space
-
-    build_embedding_space.delay(space_id)
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,21 @@ def finish_space_build(*, space_id: int, grace_seconds: float = RETIRED_SPACE_GR
     logger.info("embedding space %s active; retired %s", space.id, [old.id for old in old_spaces])
     drop_retired_spaces(grace_seconds=grace_seconds)
     return True
+
+
+def build_space_for_a_while(*, space_id: int, seconds: float = BUILD_SLICE_SECONDS) -> bool:
+    """One task run of a build: chunks for about `seconds`, then the next run is queued (progress is saved per
+    chunk either way); when every corpus is walked, flip and queue dropping the old space after its grace time.
+    Returns True when the space is now active."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if build_space_chunk(space_id=space_id).corpus is None:
+            finished = finish_space_build(space_id=space_id)
+            if finished:
+                queue_on_commit(DROP_RETIRED_TASK, countdown=RETIRED_SPACE_GRACE_SECONDS + 5)
+            return finished
+    queue_on_commit(BUILD_TASK, kwargs={"space_id": space_id})
+    return False
 
 
 def drop_retired_spaces(*, grace_seconds: float = RETIRED_SPACE_GRACE_SECONDS) -> int:

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.queueing import queue_on_commit
 from embeddings import centring
 from embeddings.errors import EmbeddingError
 from embeddings.models import EmbeddingSpace, LanguageMean
@@ -176,9 +177,7 @@ def save_translations(answers_by_faq_id: dict[int, dict[str, str]]) -> int:
 
 def queue_library_changed() -> None:
     """After commit: embed new wordings, then refit the classifier (a lost message is swept up within a minute)."""
-    from tasks.faq import index_pending_wordings
-
-    transaction.on_commit(lambda: index_pending_wordings.delay(refit=True))
+    queue_on_commit("faq.index_pending_wordings", kwargs={"refit": True})
 
 
 def pending_wordings(*, namespace: str, limit: int) -> list[tuple[int, str]]:
@@ -196,6 +195,15 @@ def pending_wordings(*, namespace: str, limit: int) -> list[tuple[int, str]]:
                        for wording_id in objects_without_current_vector(space=space, corpus=corpus, texts=texts))
         after_id = max(texts)
     return pending[:limit]
+
+
+def index_pending_wordings(*, refit: bool = False) -> int:
+    """Embed the live library's wordings without a current vector, then refit the classifier when any were
+    embedded (or `refit`); returns how many were embedded."""
+    indexed = index_wordings()
+    if indexed or refit:
+        refit_classifier()
+    return indexed
 
 
 def index_wordings(*, namespace: str = LIVE_NAMESPACE, limit: int = 100_000) -> int:
@@ -527,9 +535,7 @@ def queue_reply(*, inquiry: Inquiry, body: str) -> OutgoingReply | None:
         inquiry=inquiry, recipient=inquiry.contact, subject="Re: your question",
         body=f"{greeting}You asked:\n> {inquiry.question}\n\n{body}\n",
     )
-    from tasks.faq import send_pending_replies as send_task
-
-    transaction.on_commit(lambda: send_task.delay())
+    queue_on_commit("faq.send_pending_replies")
     return reply
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .locks import one_run_at_a_time
+from common.locks import one_run_at_a_time
+from verifier import pipeline, services
 
 # A task stops claiming new chunks after this long, well inside the soft time limit; the rest is
 # picked up by the next task (the sweeper queues one while items are pending).
@@ -15,9 +16,7 @@ VERIFY_TIME_BUDGET_SECONDS = 240
 @shared_task(name="verification.verify_pending_items", bind=True, acks_late=True)
 def verify_pending_items(self) -> int:
     """Claim and judge pending declaration items until none is left; safe to run twice or in parallel."""
-    from verifier.pipeline import process_pending
-
-    return process_pending(time_budget_seconds=VERIFY_TIME_BUDGET_SECONDS, claimant=self.request.id or "")
+    return pipeline.process_pending(time_budget_seconds=VERIFY_TIME_BUDGET_SECONDS, claimant=self.request.id or "")
 
 
 @shared_task(name="verification.sweep_stuck_items")
@@ -25,24 +24,14 @@ def verify_pending_items(self) -> int:
 def sweep_stuck_items() -> int:
     """Return stuck work to the queue (items, and uploads left importing), close finished batches,
     queue verification if anything waits."""
-    from verifier.pipeline import finish_batches, has_pending_items, sweep_stuck_items as sweep
-    from verifier.services import resume_stuck_imports
-
-    swept = sweep()
-    resume_stuck_imports()
-    finish_batches()
-    if has_pending_items():
-        verify_pending_items.delay()
-    return swept
+    return services.sweep_stuck_work()
 
 
 @shared_task(name="verification.index_knowledge_entries", acks_late=True, autoretry_for=(Exception,),
              retry_backoff=5, retry_backoff_max=300, max_retries=10)
 def index_knowledge_entries(*, entry_ids: list[int]) -> int:
     """Embed reference knowledge entries (approved declarations) so they are searchable."""
-    from verifier.services import index_knowledge_entries as index
-
-    return index(entry_ids=entry_ids)
+    return services.index_knowledge_entries(entry_ids=entry_ids)
 
 
 # Retried: a run that fails part-way (database restart, lost connection) is resumed by the next one, which
@@ -51,7 +40,5 @@ def index_knowledge_entries(*, entry_ids: list[int]) -> int:
              retry_backoff=10, retry_backoff_max=300, max_retries=5)
 def import_uploaded_batch(*, batch_id: int) -> int:
     """Import an uploaded declaration file (stored in PostgreSQL with its batch); a second run does nothing."""
-    from verifier.services import import_uploaded_batch as import_batch
-
-    report = import_batch(batch_id=batch_id)
+    report = services.import_uploaded_batch(batch_id=batch_id)
     return report.items_created if report else 0

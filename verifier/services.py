@@ -16,6 +16,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.locks import advisory_lock, lock_is_free
+from common.queueing import queue_on_commit, send_task
+
 from .importing import ItemRow, RowProblem, UnreadableFile, read_declaration_rows, records_from_objects
 from .models import UploadedFileChunk
 from .models import (
@@ -212,21 +215,17 @@ def glossary_mapping() -> dict[str, str]:
 def queue_verification(*, items: int = 1) -> None:
     """Queue verification tasks for `items` new pending items: one per claim chunk, at most one per worker
     process (settings.VERIFICATION_PARALLEL_TASKS); each task claims chunks until none is pending."""
-    from tasks.verification import verify_pending_items
-
     from .pipeline import CLAIM_CHUNK_ITEMS
 
     tasks = max(1, min(math.ceil(items / CLAIM_CHUNK_ITEMS), settings.VERIFICATION_PARALLEL_TASKS))
     for _ in range(tasks):
-        transaction.on_commit(lambda: verify_pending_items.delay())
+        queue_on_commit("verification.verify_pending_items")
 
 
 def queue_knowledge_indexing(*, entry_ids: Sequence[int]) -> None:
-    from tasks.verification import index_knowledge_entries
-
     for start in range(0, len(entry_ids), INDEX_CHUNK_ENTRIES * 4):
-        chunk = list(entry_ids[start:start + INDEX_CHUNK_ENTRIES * 4])
-        transaction.on_commit(lambda chunk=chunk: index_knowledge_entries.delay(entry_ids=chunk))
+        queue_on_commit("verification.index_knowledge_entries",
+                        kwargs={"entry_ids": list(entry_ids[start:start + INDEX_CHUNK_ENTRIES * 4])})
 
 
 def index_knowledge_entries(*, entry_ids: Sequence[int]) -> int:
@@ -348,8 +347,6 @@ def accept_upload(
 
     The batch page polls the import's progress. A failure while storing leaves no batch behind.
     """
-    from tasks.verification import import_uploaded_batch
-
     with transaction.atomic():
         batch = create_batch(source=DeclarationBatch.Source.FILE, mode=mode, file_name=Path(uploaded_file.name).name,
                              is_reference=is_reference, created_by=created_by)
@@ -357,7 +354,7 @@ def accept_upload(
             UploadedFileChunk.objects.create(batch=batch, position=position, data=data)
         DeclarationBatch.objects.filter(pk=batch.pk).update(upload_path=UPLOAD_STORED_IN_DATABASE)
         batch.upload_path = UPLOAD_STORED_IN_DATABASE
-        transaction.on_commit(lambda: import_uploaded_batch.delay(batch_id=batch.pk))
+        queue_on_commit("verification.import_uploaded_batch", kwargs={"batch_id": batch.pk})
     return batch
 
 
@@ -396,8 +393,6 @@ def import_uploaded_batch(*, batch_id: int) -> ImportReport | None:
     One run per batch at a time (an advisory lock, which dies with its worker); a later run after
     an interrupted one resumes: items already imported are skipped and counted as the batch's own.
     """
-    from tasks.locks import advisory_lock
-
     with advisory_lock(import_lock_name(batch_id)) as acquired:
         if not acquired:
             return None  # this batch's import is running in another worker
@@ -427,6 +422,19 @@ def _import_uploaded_batch(*, batch_id: int) -> ImportReport | None:
     return report
 
 
+def sweep_stuck_work() -> int:
+    """Return stuck work to the queue (items, and uploads left importing), close finished batches, and queue
+    verification if anything waits; returns how many items were swept back."""
+    from .pipeline import finish_batches, has_pending_items, sweep_stuck_items
+
+    swept = sweep_stuck_items()
+    resume_stuck_imports()
+    finish_batches()
+    if has_pending_items():
+        send_task("verification.verify_pending_items")  # the sweep commits as it goes: nothing to wait for
+    return swept
+
+
 # A batch whose import was started (or re-queued) this many times and is still `importing` is failed.
 MAX_IMPORT_ATTEMPTS = 5
 
@@ -438,9 +446,6 @@ def resume_stuck_imports(*, older_than_seconds: int | None = None) -> tuple[int,
     the stuck-work timeout and no worker holds its import lock. Past MAX_IMPORT_ATTEMPTS it is failed
     with the reason instead; the items it imported so far stay and are verified.
     """
-    from tasks.locks import lock_is_free
-    from tasks.verification import import_uploaded_batch as import_task
-
     timeout = older_than_seconds if older_than_seconds is not None else settings.STUCK_WORK_TIMEOUT_SECONDS
     cutoff = timezone.now() - timezone.timedelta(seconds=timeout)
     stuck = DeclarationBatch.objects.filter(status=DeclarationBatch.Status.IMPORTING).exclude(upload_path="").filter(
@@ -455,7 +460,7 @@ def resume_stuck_imports(*, older_than_seconds: int | None = None) -> tuple[int,
             failed += 1
             continue
         DeclarationBatch.objects.filter(pk=batch.pk).update(import_attempted_at=timezone.now())
-        transaction.on_commit(lambda batch_id=batch.pk: import_task.delay(batch_id=batch_id))
+        queue_on_commit("verification.import_uploaded_batch", kwargs={"batch_id": batch.pk})
         resumed += 1
     return resumed, failed
 

@@ -74,17 +74,17 @@ def test_a_batch_gets_a_verification_task_per_chunk_up_to_one_per_worker_process
     items, parallel, expected, settings, monkeypatch, django_capture_on_commit_callbacks,
 ):
     """Every worker process should take a share of a large batch; a small one needs one task."""
-    from tasks import verification
+    from common import queueing
     from verifier.services import queue_verification
 
     settings.VERIFICATION_PARALLEL_TASKS = parallel
     queued = []
-    monkeypatch.setattr(verification.verify_pending_items, "delay", lambda: queued.append("task"))
+    monkeypatch.setattr(queueing, "send_task", lambda name, **options: queued.append(name))
 
     with django_capture_on_commit_callbacks(execute=True):
         queue_verification(items=items)
 
-    assert len(queued) == expected
+    assert queued == ["verification.verify_pending_items"] * expected
 
 
 # --- stuck imports, retries, one periodic run at a time (issue 13) ------------------------------
