@@ -19,6 +19,9 @@ CONTENT_FIELDS = (
 def fill_submitters_and_content_hashes(apps, schema_editor):
     connection = schema_editor.connection
     with connection.cursor() as cursor:
+        # The submitter is a deferred foreign key: checked now, or its pending checks would make the
+        # constraint added after this step fail ("pending trigger events") on a table with rows.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(
             "UPDATE verifier_declarationitem AS item SET submitter_id = batch.created_by_id "
             "FROM verifier_declarationbatch AS batch WHERE item.batch_id = batch.id AND batch.created_by_id IS NOT NULL"
