@@ -28,7 +28,7 @@ from django.conf import settings
 
 from tests.production.build_context import copy_build_context
 from tests.production.compose_file import REPOSITORY_ROOT, command_argv, environment_list, healthcheck_argv, load_compose
-from tests.support.services import ThrowawayRedis, free_port, wait_until
+from tests.support.services import ThrowawayRedis, free_port, port_is_open, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -295,16 +295,30 @@ def test_the_stack_comes_up_takes_an_upload_verifies_it_and_answers_a_question(s
     assert answer.status_code == 200 and "Account settings" in answer.text
 
 
-def test_liveness_answers_the_probe_fast_and_says_nothing_internal(stack):
-    client = httpx.Client(base_url=stack["base_url"], timeout=10)
-    durations = []
-    for _ in range(20):
-        started = time.perf_counter()
-        response = client.get("/healthz")  # as the healthcheck sends it: plain http, Host localhost:port
-        durations.append(time.perf_counter() - started)
-        assert response.status_code == 200 and response.json() == {"status": "ok"}
-    assert sorted(durations)[len(durations) // 2] < 0.05
-    assert "127.0.0.1" not in response.text and "sglang" not in response.text
+def test_liveness_answers_the_probe_fast_while_the_endpoint_hangs_and_says_nothing_internal(stack):
+    web = stack["services"]["web"]
+    hanging = socket.socket()  # accepts connections, never answers: SGLang stuck on its GPU
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)
+    port = free_port()
+    stalled = Service("web-stalled-endpoint", {**web.spec, "command": [
+        part.replace(web.spec["command"][web.spec["command"].index("--bind") + 1], f"127.0.0.1:{port}")
+        for part in web.spec["command"]]}, folder=web.folder, environment={
+        **web.environment, "EMBEDDING_BASE_URL": f"http://127.0.0.1:{hanging.getsockname()[1]}/v1"}).start()
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        wait_until(lambda: port_is_open(port), timeout=60, what="the second web server")
+        durations = []
+        for _ in range(20):
+            started = time.perf_counter()
+            response = client.get("/healthz")  # as the healthcheck sends it: plain http, Host localhost:port
+            durations.append(time.perf_counter() - started)
+            assert response.status_code == 200 and response.json() == {"status": "ok"}
+        assert sorted(durations)[len(durations) // 2] < 0.05, durations
+        assert "127.0.0.1" not in response.text and "sglang" not in response.text
+    finally:
+        stalled.stop()
+        hanging.close()
 
 
 def test_the_deployment_checklist_is_clean_with_composes_production_environment(stack):
