@@ -65,7 +65,7 @@ def knowledge_base(space) -> tuple[list[int], list[str], np.ndarray]:
 
 def read_descriptions(paths: list[Path]) -> list[str]:
     from verifier.normalization import normalize_description
-    from verifier.recommendation import read_labelled_csv
+    from verifier.labelled import read_labelled_csv
 
     descriptions: list[str] = []
     for path in paths:
@@ -169,7 +169,7 @@ def main(argv: list[str]) -> None:
     from devservices.embedding_double import VectorTable
     from embeddings.services import embed_queries
     from embeddings.store import active_space
-    from verifier.normalization import contains_cjk
+    from common.scripts import contains_cjk
 
     space = active_space()
     _, texts, model_documents = knowledge_base(space)

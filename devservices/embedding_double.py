@@ -18,7 +18,7 @@ In tests::
 
 Standalone (benchmarks): `python -m devservices.embedding_double --port 8090 --dimensions 1024 [--geometry lexical]`.
 
-This module imports neither Django nor the rest of the app, so it can run anywhere.
+This module imports neither Django nor the rest of the app (only common.scripts), so it can run anywhere.
 """
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+
+from common.scripts import CJK_CHARACTER_CLASS
 
 DEFAULT_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_DIMENSIONS = 1024
@@ -70,7 +72,7 @@ GEOMETRIES = frozenset({"random", "lexical"})
 # Weight of the shared direction: unrelated texts then meet at a cosine of about 0.79, as with
 # multilingual-e5-small (mean cosine of hsbench descriptions to nomenclature lines: e5 0.789, lexical 0.791).
 LEXICAL_COMMON_SHARE = 0.66
-_TOKEN = re.compile(r"[a-z0-9]+|[\u3400-\u9fff\uf900-\ufaff]{1,2}")
+_TOKEN = re.compile(f"[a-z0-9]+|{CJK_CHARACTER_CLASS}{{1,2}}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from common.voting import pooled_votes
 from embeddings.selectors import Neighbour
 
 # Below this many FAQs or wordings per FAQ a classifier learns noise: cosine decides alone.
@@ -105,9 +106,8 @@ class LinearClassifier:
         nearest = [(self._position[faq_id], score) for faq_id, score in neighbours
                    if faq_id in self._position][:VOTING_NEIGHBOURS]
         if nearest:
-            best = nearest[0][1]
-            for position, score in nearest:
-                result[position] += np.exp((score - best) / VOTE_TEMPERATURE)
+            for position, vote in pooled_votes(nearest, temperature=VOTE_TEMPERATURE, best=nearest[0][1]).items():
+                result[position] = vote
             result /= result.sum()
         return result
 

@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .recommendation import LabelledDescription
+from .labelled import LabelledDescription
 
 NEAR = "near"
 FAR = "far"

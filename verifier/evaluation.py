@@ -10,16 +10,26 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from .check_sets import declared_is_right
-from .models import DeclarationBatch, DeclarationItem, KnowledgeEntry, Review, Verdict
+from embeddings.selectors import exact_nearest_neighbours, nearest_neighbours
+from embeddings.services import embed_queries
+from embeddings.store import active_space
+
+from .calibration import check_sample, suggest_sample
+from .check_sets import declaration_key, declared_is_right
+from .labelled import LabelledDescription, read_labelled_csv
+from .models import KNOWLEDGE_CORPORA, DeclarationBatch, DeclarationItem, KnowledgeEntry, Review, Verdict
+from .normalization import meaningless_reason, searchable_description
 from .pipeline import claim_items, judge_items
-from .recommendation import LEVELS, LabelledDescription
+from .recommendation import DEFAULT_K, LEVELS, find_evidence, recommend_hs_code
+from .routing import load_thresholds, route, route_meaningless
+from .selectors import glossary_mapping
 from .services import create_batch, import_declaration_objects, index_knowledge_entries, review_item
 
 TIERS = (Verdict.Tier.AUTO_PASS, Verdict.Tier.MANUAL_REVIEW, Verdict.Tier.WARNING)
@@ -221,3 +231,156 @@ def _delete_batch(batch: DeclarationBatch) -> None:
     Review.objects.filter(item__batch=batch).delete()
     batch.delete()
 
+
+# --- suggest mode on labelled descriptions (the production path in memory: nothing stored) ----------------
+EVALUATION_BATCH_SIZE = 256
+
+
+@dataclass
+class EvaluationReport:
+    n: int = 0
+    bad_rows: list[tuple[int, str]] = field(default_factory=list)
+    # counts per metric: (hits, applicable items)
+    hits: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    tiers: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    auto_correct: int = 0
+
+    def fraction(self, metric: str) -> float | None:
+        hits, applicable = self.hits.get(metric, (0, 0))
+        return hits / applicable if applicable else None
+
+    def to_json(self) -> dict:
+        def share(count: int) -> float | None:
+            return count / self.n if self.n else None
+
+        auto = self.tiers.get("auto_pass", 0)
+        return {
+            "n": self.n,
+            "top1_2": self.fraction("top1_2"), "top1_4": self.fraction("top1_4"), "top1_6": self.fraction("top1_6"),
+            "top1_6_best": self.fraction("top1_6_best"), "top1_6_nearest": self.fraction("top1_6_nearest"),
+            "top3": self.fraction("top3"),
+            "tier_auto": share(auto), "tier_review": share(self.tiers.get("manual_review", 0)),
+            "tier_warning": share(self.tiers.get("warning", 0)),
+            "auto_precision": self.auto_correct / auto if auto else None,
+        }
+
+
+def evaluate_labelled(rows: list[LabelledDescription]) -> EvaluationReport:
+    """Recommend a code for each labelled description as production does (suggest mode) and score it.
+
+    1. Normalise with the staff glossary; meaningless descriptions get their warning, as in production.
+    2. Find evidence per batch (one embedding call, one nearest-neighbour query), recommend, route.
+    3. Count top-1 at 2/4/6 digits (up to the label's length), top-3 at the label's length, tiers, and
+       how many auto-passed recommendations agree with the label (at the shorter of the two codes).
+    Reads only: nothing is stored as a reference, no item or verdict is written.
+    """
+    report = EvaluationReport()
+    thresholds = load_thresholds(active_space())
+    glossary = glossary_mapping()
+    for start in range(0, len(rows), EVALUATION_BATCH_SIZE):
+        batch = rows[start:start + EVALUATION_BATCH_SIZE]
+        normalized = _search_texts(batch, glossary=glossary)
+        searchable = [i for i, text in enumerate(normalized) if text]
+        evidence_lists = dict(zip(searchable, find_evidence([normalized[i] for i in searchable])))
+        for position, row in enumerate(batch):
+            report.n += 1
+            label = row.hs_code[:6]
+            if position not in evidence_lists:
+                decision = route_meaningless(reason=meaningless_reason(row.description) or "empty", declared_code="")
+                recommendation = recommend_hs_code([])
+            else:
+                recommendation = recommend_hs_code(evidence_lists[position])
+                decision = route(
+                    mode=DeclarationBatch.Mode.SUGGEST, declared_code="", declared_code_known=False,
+                    recommended_code=recommendation.code, confidence=recommendation.confidence,
+                    margin=recommendation.margin, best_similarity=recommendation.best_similarity,
+                    thresholds=thresholds.for_chapter(recommendation.code[:2]),
+                )
+            # Top-1 at a level is the code chosen there top-down, whether or not the recommendation stops there.
+            chosen = {len(code): code for code in recommendation.path}
+            for level in LEVELS:
+                if len(label) >= level:
+                    _count(report, f"top1_{level}", chosen.get(level) == label[:level])
+            if len(label) >= 6:
+                # Beside the top-down choice: the vote's best full-depth code, and a plain nearest neighbour's.
+                best_full = recommendation.by_level.get(6, ())
+                _count(report, "top1_6_best", bool(best_full) and best_full[0].code == label[:6])
+                _count(report, "top1_6_nearest", bool(recommendation.evidence)
+                       and recommendation.evidence[0].code[:6] == label[:6])
+            top3 = [candidate.code for candidate in recommendation.by_level.get(len(label), ())[:3]]
+            _count(report, "top3", label in top3)
+            report.tiers[str(decision.tier)] += 1
+            if decision.tier == "auto_pass":
+                shared = min(len(recommendation.code), len(label))
+                report.auto_correct += recommendation.code[:shared] == label[:shared]
+    return report
+
+
+def searchable_descriptions(rows: list[LabelledDescription]) -> list[str]:
+    """The normalised descriptions evaluate_labelled searches for (meaningless ones get no search)."""
+    return [text for text in _search_texts(rows, glossary=glossary_mapping()) if text]
+
+
+def _search_texts(rows: list[LabelledDescription], *, glossary: dict[str, str]) -> list[str]:
+    """Each row's normalised description, or "" where it gets no search (empty or meaningless)."""
+    return [searchable_description(row.description, glossary=glossary).text for row in rows]
+
+
+@dataclass(frozen=True)
+class SearchRecall:
+    share: float  # of the evidence returned, the share at least as close as the true k-th nearest
+    lost: int  # descriptions that got none of their true k nearest
+
+
+def measure_search_recall(descriptions: list[str], *, k: int = DEFAULT_K) -> SearchRecall:
+    """How much of the true nearest evidence the production search (HNSW at settings.HS_SEARCH_EF) returns.
+
+    Compares nearest_neighbours with an exact scan, description by description (normalised, as the
+    pipeline searches them). A returned neighbour counts when it is at least as close as the exact
+    k-th, so ties at the boundary are not misses.
+    """
+    space = active_space()
+    counted = returned = lost = 0
+    for start in range(0, len(descriptions), EVALUATION_BATCH_SIZE):
+        vectors = embed_queries(descriptions[start:start + EVALUATION_BATCH_SIZE], task="hs_code", space=space)
+        found = nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors, k=k,
+                                   ef_search=settings.HS_SEARCH_EF)
+        exact = exact_nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors, k=k)
+        for production, truth in zip(found, exact):
+            if not truth:
+                continue
+            boundary = truth[-1].score - 1e-6
+            counted += len(truth)
+            returned += sum(1 for neighbour in production if neighbour.score >= boundary)
+            lost += not {n.object_id for n in production} & {n.object_id for n in truth}
+    return SearchRecall(share=returned / counted if counted else 1.0, lost=lost)
+
+
+def _count(report: EvaluationReport, metric: str, hit: bool) -> None:
+    report.hits[metric][0] += int(hit)
+    report.hits[metric][1] += 1
+
+
+def labelled_calibration_samples(*, path) -> tuple[list, list]:
+    """Suggest and check samples from a labelled CSV judged through the production path, storing nothing.
+
+    Every row gives a suggest sample; rows with a declared_code (make_check_set) also a check sample.
+    zh/en twins of one source item share a group, so cross-validation never splits them.
+    """
+    rows, _ = read_labelled_csv(path)
+    suggest = [
+        suggest_sample(recommended_code=judged.recommended_code, right_code=judged.row.hs_code,
+                       confidence=judged.confidence, margin=judged.margin, best_similarity=judged.best_similarity,
+                       group=declaration_key(judged.row.identifier))
+        for judged in judge_and_forget([replace(row, declared_code="") for row in rows],
+                                       mode=DeclarationBatch.Mode.SUGGEST)
+        if judged.evidence
+    ]
+    checked = [row for row in rows if row.declared_code]
+    check = [
+        check_sample(declared_code=judged.row.declared_code, right_code=judged.row.hs_code, evidence=judged.evidence,
+                     best_similarity=judged.best_similarity, group=declaration_key(judged.row.identifier))
+        for judged in (judge_and_forget(checked) if checked else [])
+        if judged.evidence
+    ]
+    return suggest, check

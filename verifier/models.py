@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from .normalization import contains_cjk
+from common.scripts import contains_cjk
 
 # Corpus names of KnowledgeEntry vectors in the embeddings store: evidence is split by script, each
 # part with its own HNSW index, and a search walks both. In one graph the Chinese and the English
@@ -13,7 +13,7 @@ from .normalization import contains_cjk
 KNOWLEDGE_CORPUS = "hs_knowledge"
 KNOWLEDGE_CORPUS_CJK = "hs_knowledge_cjk"
 KNOWLEDGE_CORPORA = (KNOWLEDGE_CORPUS, KNOWLEDGE_CORPUS_CJK)
-# A text with any CJK ideograph goes to the CJK part (normalization.contains_cjk; the same class in SQL).
+# A text with any CJK ideograph goes to the CJK part (common.scripts.contains_cjk; the same class in SQL).
 
 
 def knowledge_corpus(text: str) -> str:

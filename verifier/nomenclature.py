@@ -19,12 +19,13 @@ from pathlib import Path
 
 from django.db import transaction
 
+from common.scripts import contains_cjk
 from embeddings.selectors import objects_without_current_vector
 from embeddings.store import active_space
 
 from .knowledge import delete_knowledge_vectors, index_knowledge_texts
 from .models import KNOWLEDGE_CORPORA, HsCode, KnowledgeEntry
-from .normalization import contains_cjk, normalize_description
+from .normalization import normalize_description
 
 VALID_LEVELS = (2, 4, 6, 8, 10)
 # The vote recommends at most 6 digits; national 8/10-digit lines are kept as codes (a declared

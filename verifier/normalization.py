@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.scripts import is_cjk
 
 # Unit spellings folded into one form, so "20KGS", "20 公斤" and "20kg" read the same.
 UNIT_SYNONYMS = {
@@ -31,9 +35,6 @@ PLACEHOLDERS = {
 }
 MIN_LATIN_LETTERS = 3
 MIN_CJK_CHARACTERS = 1
-# CJK ideographs (unified, extension A, compatibility), as a regex class: PostgreSQL's `~` reads it too.
-CJK_CHARACTER_CLASS = "[\u3400-\u9fff\uf900-\ufaff]"
-_CJK = re.compile(CJK_CHARACTER_CLASS)
 
 
 def normalize_description(text: str, *, glossary: dict[str, str] | None = None) -> str:
@@ -72,10 +73,10 @@ def meaningless_reason(text: str) -> str | None:
         return "the description is empty"
     normalized = normalize_description(text)
     latin_letters = sum(1 for character in normalized if "a" <= character <= "z")
-    cjk_characters = sum(1 for character in normalized if _is_cjk(character))
+    cjk_characters = sum(1 for character in normalized if is_cjk(character))
     other_letters = sum(
         1 for character in normalized
-        if character.isalpha() and not ("a" <= character <= "z") and not _is_cjk(character)
+        if character.isalpha() and not ("a" <= character <= "z") and not is_cjk(character)
     )
     if latin_letters + cjk_characters + other_letters == 0:
         return f"the description {text.strip()[:40]!r} has no words, only numbers or symbols"
@@ -115,14 +116,29 @@ _CLEANED_CACHE_LIMIT = 50_000
 _CLEANED = _CleanedCharacters()
 
 
-def contains_cjk(text: str) -> bool:
-    return _CJK.search(text) is not None
-
-
-def _is_cjk(character: str) -> bool:
-    # CJK_CHARACTER_CLASS for one character, as comparisons: this runs per character of every description.
-    return "\u3400" <= character <= "\u9fff" or "\uf900" <= character <= "\ufaff"
-
-
 # The pipeline's name for the same question.
 is_meaningless = meaningless_reason
+
+
+def item_text(description: str, product_name: str = "") -> str:
+    """The text that stands for an item: its description, with the product name when it adds words."""
+    if product_name and product_name.lower() not in description.lower():
+        return f"{product_name} {description}"
+    return description
+
+
+@dataclass(frozen=True)
+class SearchableDescription:
+    text: str  # normalised: what is embedded and searched; "" when nothing is
+    unsearchable_reason: str | None  # why it is not searched (empty, meaningless), else None
+
+
+def searchable_description(description: str, *, product_name: str = "",
+                           glossary: Mapping[str, str] | None = None) -> SearchableDescription:
+    """The one rule for what an item's search reads: the meaningless check reads the same text that is searched."""
+    text = item_text(description, product_name)
+    reason = meaningless_reason(text)
+    normalized = "" if reason else normalize_description(text, glossary=glossary)
+    if reason is None and not normalized:
+        reason = "the description is empty after normalisation"
+    return SearchableDescription(text=normalized, unsearchable_reason=reason)

@@ -16,8 +16,8 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
@@ -27,8 +27,9 @@ from embeddings.errors import CircuitOpen, EmbeddingError
 from embeddings.store import active_space
 
 from .models import DeclarationBatch, DeclarationItem, HsCode, Verdict
+from .normalization import searchable_description
 from .routing import RoutingDecision, load_thresholds, route, route_meaningless
-from .services import evidence_text, glossary_mapping
+from .selectors import glossary_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,6 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
     4. Upsert the verdicts and mark the items verified, in one transaction.
     Raises EmbeddingError (items untouched) when the endpoint fails.
     """
-    from .normalization import meaningless_reason, normalize_description
     from .recommendation import find_evidence, recommend_hs_code
 
     space = active_space()
@@ -158,11 +158,10 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
     normalized: dict[int, str] = {}
     meaningless: dict[int, str] = {}
     for item in items:
-        fields = {"description_raw": item.description_raw, "product_name": item.product_name}
-        reason = meaningless_reason(item.description_raw)
-        normalized[item.pk] = normalize_description(evidence_text(fields), glossary=glossary) if not reason else ""
-        if reason or not normalized[item.pk]:
-            meaningless[item.pk] = reason or "the description is empty after normalisation"
+        searchable = searchable_description(item.description_raw, product_name=item.product_name, glossary=glossary)
+        normalized[item.pk] = searchable.text
+        if searchable.unsearchable_reason:
+            meaningless[item.pk] = searchable.unsearchable_reason
     to_search = [item for item in items if item.pk not in meaningless]
     # Declarations repeat themselves: each distinct wording (with its declared code, in check mode, where the
     # declared code's own lines are searched too) is embedded and searched once per chunk.

@@ -23,12 +23,12 @@ import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 from django.conf import settings
 from django.db import connection
 
-import numpy as np
-
-from embeddings.selectors import exact_nearest_neighbours, nearest_neighbours, stored_vectors
+from common.voting import pooled_votes
+from embeddings.selectors import nearest_neighbours, stored_vectors
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
@@ -270,15 +270,12 @@ def recommend_hs_code(
         return Recommendation(code="", level=0, confidence=0.0, margin=0.0, alternatives=(),
                               declared_code=declared_code)
     best_score = max(item.score for item in evidence)
-    votes: dict[int, dict[str, float]] = {level: defaultdict(float) for level in LEVELS}
-    for item in evidence:
-        weight = math.exp((item.score - best_score) / temperature)
-        for level in LEVELS:
-            if len(item.code) >= level:
-                if pooling == "max":
-                    votes[level][item.code[:level]] = max(votes[level][item.code[:level]], weight)
-                else:
-                    votes[level][item.code[:level]] += weight
+    votes: dict[int, dict[str, float]] = {
+        level: defaultdict(float, pooled_votes(((item.code[:level], item.score) for item in evidence
+                                                if len(item.code) >= level),
+                                               temperature=temperature, pooling=pooling, best=best_score))
+        for level in LEVELS
+    }
     if prototypes and prototype_weight > 0:
         _mix_prototypes(votes, prototypes, weight=prototype_weight)
 
@@ -372,182 +369,3 @@ def _confidence(*, share: float, chosen: dict[int, str], votes: dict[int, dict[s
         total = sum(votes[ancestor_level].values())
         confidence = min(confidence, votes[ancestor_level][chosen[ancestor_level]] / total)
     return max(0.0, min(1.0, confidence))
-
-
-# --- evaluation on labelled descriptions (the same path as production, nothing stored) -------------------
-EVALUATION_BATCH_SIZE = 256
-
-
-@dataclass(frozen=True)
-class LabelledDescription:
-    row_number: int
-    identifier: str
-    description: str
-    hs_code: str
-    language: str
-    declared_code: str = ""  # in a check file: the code declared for it, right or wrong
-
-
-@dataclass
-class EvaluationReport:
-    n: int = 0
-    bad_rows: list[tuple[int, str]] = field(default_factory=list)
-    # counts per metric: (hits, applicable items)
-    hits: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
-    tiers: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    auto_correct: int = 0
-
-    def fraction(self, metric: str) -> float | None:
-        hits, applicable = self.hits.get(metric, (0, 0))
-        return hits / applicable if applicable else None
-
-    def to_json(self) -> dict:
-        def share(count: int) -> float | None:
-            return count / self.n if self.n else None
-
-        auto = self.tiers.get("auto_pass", 0)
-        return {
-            "n": self.n,
-            "top1_2": self.fraction("top1_2"), "top1_4": self.fraction("top1_4"), "top1_6": self.fraction("top1_6"),
-            "top1_6_best": self.fraction("top1_6_best"), "top1_6_nearest": self.fraction("top1_6_nearest"),
-            "top3": self.fraction("top3"),
-            "tier_auto": share(auto), "tier_review": share(self.tiers.get("manual_review", 0)),
-            "tier_warning": share(self.tiers.get("warning", 0)),
-            "auto_precision": self.auto_correct / auto if auto else None,
-        }
-
-
-def read_labelled_csv(path) -> tuple[list[LabelledDescription], list[tuple[int, str]]]:
-    """Rows of a labelled CSV (id,description,hs_code[,language][,declared_code]) and its bad rows (row number, reason)."""
-    import csv
-    import re
-
-    rows: list[LabelledDescription] = []
-    bad_rows: list[tuple[int, str]] = []
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"description", "hs_code"} - {name.strip().lower() for name in reader.fieldnames or []}
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected id,description,hs_code[,language]")
-        for row_number, raw in enumerate(reader, start=1):
-            row = {(key or "").strip().lower(): (value or "").strip() for key, value in raw.items() if key}
-            code = re.sub(r"[\s.]", "", row.get("hs_code", ""))
-            if not code.isdigit() or len(code) not in (2, 4, 6, 8, 10):
-                bad_rows.append((row_number, f"hs_code {row.get('hs_code', '')!r} is not an HS code of 2-10 digits"))
-                continue
-            declared = re.sub(r"[\s.]", "", row.get("declared_code", ""))
-            if declared and (not declared.isdigit() or len(declared) not in (2, 4, 6, 8, 10)):
-                bad_rows.append((row_number, f"declared_code {row.get('declared_code', '')!r} is not an HS code of 2-10 digits"))
-                continue
-            rows.append(LabelledDescription(
-                row_number=row_number, identifier=row.get("id", "") or str(row_number),
-                description=row.get("description", ""), hs_code=code, language=row.get("language", ""),
-                declared_code=declared,
-            ))
-    return rows, bad_rows
-
-
-def evaluate_labelled(rows: list[LabelledDescription]) -> EvaluationReport:
-    """Recommend a code for each labelled description as production does (suggest mode) and score it.
-
-    1. Normalise with the staff glossary; meaningless descriptions get their warning, as in production.
-    2. Find evidence per batch (one embedding call, one nearest-neighbour query), recommend, route.
-    3. Count top-1 at 2/4/6 digits (up to the label's length), top-3 at the label's length, tiers, and
-       how many auto-passed recommendations agree with the label (at the shorter of the two codes).
-    Reads only: nothing is stored as a reference, no item or verdict is written.
-    """
-    from .models import DeclarationBatch
-    from .normalization import meaningless_reason
-    from .routing import load_thresholds, route, route_meaningless
-    from .services import glossary_mapping
-
-    report = EvaluationReport()
-    thresholds = load_thresholds(active_space())
-    glossary = glossary_mapping()
-    for start in range(0, len(rows), EVALUATION_BATCH_SIZE):
-        batch = rows[start:start + EVALUATION_BATCH_SIZE]
-        normalized = _search_texts(batch, glossary=glossary)
-        searchable = [i for i, text in enumerate(normalized) if text]
-        evidence_lists = dict(zip(searchable, find_evidence([normalized[i] for i in searchable])))
-        for position, row in enumerate(batch):
-            report.n += 1
-            label = row.hs_code[:6]
-            if position not in evidence_lists:
-                decision = route_meaningless(reason=meaningless_reason(row.description) or "empty", declared_code="")
-                recommendation = recommend_hs_code([])
-            else:
-                recommendation = recommend_hs_code(evidence_lists[position])
-                decision = route(
-                    mode=DeclarationBatch.Mode.SUGGEST, declared_code="", declared_code_known=False,
-                    recommended_code=recommendation.code, confidence=recommendation.confidence,
-                    margin=recommendation.margin, best_similarity=recommendation.best_similarity,
-                    thresholds=thresholds.for_chapter(recommendation.code[:2]),
-                )
-            # Top-1 at a level is the code chosen there top-down, whether or not the recommendation stops there.
-            chosen = {len(code): code for code in recommendation.path}
-            for level in LEVELS:
-                if len(label) >= level:
-                    _count(report, f"top1_{level}", chosen.get(level) == label[:level])
-            if len(label) >= 6:
-                # Beside the top-down choice: the vote's best full-depth code, and a plain nearest neighbour's.
-                best_full = recommendation.by_level.get(6, ())
-                _count(report, "top1_6_best", bool(best_full) and best_full[0].code == label[:6])
-                _count(report, "top1_6_nearest", bool(recommendation.evidence)
-                       and recommendation.evidence[0].code[:6] == label[:6])
-            top3 = [candidate.code for candidate in recommendation.by_level.get(len(label), ())[:3]]
-            _count(report, "top3", label in top3)
-            report.tiers[str(decision.tier)] += 1
-            if decision.tier == "auto_pass":
-                shared = min(len(recommendation.code), len(label))
-                report.auto_correct += recommendation.code[:shared] == label[:shared]
-    return report
-
-
-def searchable_descriptions(rows: list[LabelledDescription]) -> list[str]:
-    """The normalised descriptions evaluate_labelled searches for (meaningless ones get no search)."""
-    from .services import glossary_mapping
-
-    return [text for text in _search_texts(rows, glossary=glossary_mapping()) if text]
-
-
-def _search_texts(rows: list[LabelledDescription], *, glossary: dict[str, str]) -> list[str]:
-    """Each row's normalised description, or "" where it gets no search (empty or meaningless)."""
-    from .normalization import meaningless_reason, normalize_description
-
-    texts = [normalize_description(row.description, glossary=glossary) for row in rows]
-    return [text if text and not meaningless_reason(row.description) else "" for row, text in zip(rows, texts)]
-
-
-@dataclass(frozen=True)
-class SearchRecall:
-    share: float  # of the evidence returned, the share at least as close as the true k-th nearest
-    lost: int  # descriptions that got none of their true k nearest
-
-
-def measure_search_recall(descriptions: list[str], *, k: int = DEFAULT_K) -> SearchRecall:
-    """How much of the true nearest evidence the production search (HNSW at settings.HS_SEARCH_EF) returns.
-
-    Compares nearest_neighbours with an exact scan, description by description (normalised, as the
-    pipeline searches them). A returned neighbour counts when it is at least as close as the exact
-    k-th, so ties at the boundary are not misses.
-    """
-    space = active_space()
-    counted = returned = lost = 0
-    for start in range(0, len(descriptions), EVALUATION_BATCH_SIZE):
-        vectors = embed_queries(descriptions[start:start + EVALUATION_BATCH_SIZE], task="hs_code", space=space)
-        found = nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors, k=k,
-                                   ef_search=settings.HS_SEARCH_EF)
-        exact = exact_nearest_neighbours(space=space, corpus=KNOWLEDGE_CORPORA, vectors=vectors, k=k)
-        for production, truth in zip(found, exact):
-            if not truth:
-                continue
-            boundary = truth[-1].score - 1e-6
-            counted += len(truth)
-            returned += sum(1 for neighbour in production if neighbour.score >= boundary)
-            lost += not {n.object_id for n in production} & {n.object_id for n in truth}
-    return SearchRecall(share=returned / counted if counted else 1.0, lost=lost)
-
-
-def _count(report: EvaluationReport, metric: str, hit: bool) -> None:
-    report.hits[metric][0] += int(hit)
-    report.hits[metric][1] += 1

@@ -1,12 +1,13 @@
 """Reads of the verification domain: batch progress, verdict summaries, the review page's evidence."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 
-from .models import DeclarationBatch, DeclarationItem, HsCode, ImportRowError, KnowledgeEntry, Verdict
-from .normalization import CJK_CHARACTER_CLASS
+from common.scripts import CJK_CHARACTER_CLASS
+
+from .models import DeclarationBatch, DeclarationItem, GlossaryTerm, HsCode, ImportRowError, KnowledgeEntry, Verdict
 
 # Buckets of the confidence histogram on the batch page.
 CONFIDENCE_BUCKETS = 10
@@ -160,31 +161,6 @@ def reviewed_calibration_samples(*, space_id: int | None = None, chapter: str | 
     return suggest, check
 
 
-def labelled_calibration_samples(*, path) -> tuple[list, list]:
-    """Suggest and check samples from a labelled CSV judged through the production path, storing nothing.
-
-    Every row gives a suggest sample; rows with a declared_code (make_check_set) also a check sample.
-    zh/en twins of one source item share a group, so cross-validation never splits them.
-    """
-    from .calibration import check_sample, suggest_sample
-    from .check_sets import declaration_key
-    from .evaluation import judge_and_forget
-    from .recommendation import read_labelled_csv
-
-    rows, _ = read_labelled_csv(path)
-    suggest = [
-        suggest_sample(recommended_code=judged.recommended_code, right_code=judged.row.hs_code,
-                       confidence=judged.confidence, margin=judged.margin, best_similarity=judged.best_similarity,
-                       group=declaration_key(judged.row.identifier))
-        for judged in judge_and_forget([replace(row, declared_code="") for row in rows],
-                                       mode=DeclarationBatch.Mode.SUGGEST)
-        if judged.evidence
-    ]
-    checked = [row for row in rows if row.declared_code]
-    check = [
-        check_sample(declared_code=judged.row.declared_code, right_code=judged.row.hs_code, evidence=judged.evidence,
-                     best_similarity=judged.best_similarity, group=declaration_key(judged.row.identifier))
-        for judged in (judge_and_forget(checked) if checked else [])
-        if judged.evidence
-    ]
-    return suggest, check
+def glossary_mapping() -> dict[str, str]:
+    """The staff glossary as {term: replacement}, as normalisation applies it."""
+    return dict(GlossaryTerm.objects.values_list("term", "replacement"))

@@ -20,17 +20,18 @@ from common.locks import advisory_lock, lock_is_free
 from common.queueing import queue_on_commit, send_task
 
 from .importing import ItemRow, RowProblem, UnreadableFile, read_declaration_rows, records_from_objects
-from .models import UploadedFileChunk
 from .models import (
     DeclarationBatch,
     DeclarationItem,
-    GlossaryTerm,
     ImportRowError,
     KnowledgeEntry,
     Review,
     RoutingThreshold,
+    UploadedFileChunk,
     Verdict,
 )
+from .normalization import item_text, normalize_description
+from .selectors import glossary_mapping
 
 # Rows written per INSERT: big enough to amortise the round trip, small enough to bound memory.
 IMPORT_CHUNK_ROWS = 2000
@@ -157,8 +158,6 @@ def _create_reference_entries(rows: Sequence[ItemRow], *, since) -> list[int]:
     """
     if not rows:
         return []
-    from .normalization import normalize_description
-
     glossary = glossary_mapping()
     keys = [row.identity_key for row in rows]
     existing = set(KnowledgeEntry.objects.filter(
@@ -169,7 +168,8 @@ def _create_reference_entries(rows: Sequence[ItemRow], *, since) -> list[int]:
         KnowledgeEntry(
             source=KnowledgeEntry.Source.REFERENCE, identity_key=key, hs_code=row.fields["declared_code"],
             chapter=row.fields["declared_code"][:2], language=row.fields["language"],
-            text=normalize_description(evidence_text(row.fields), glossary=glossary) or row.fields["description_raw"],
+            text=normalize_description(item_text(row.fields["description_raw"], row.fields.get("product_name") or ""),
+                                       glossary=glossary) or row.fields["description_raw"],
             display_text=row.fields["description_raw"],
         )
         for key, row in fresh.items()
@@ -178,15 +178,6 @@ def _create_reference_entries(rows: Sequence[ItemRow], *, since) -> list[int]:
     return list(KnowledgeEntry.objects.filter(
         source=KnowledgeEntry.Source.REFERENCE, identity_key__in=keys, created_at__gte=since,
     ).values_list("id", flat=True))
-
-
-def evidence_text(fields: dict) -> str:
-    """The text that stands for an item: its description, with the product name when it adds words."""
-    description = fields["description_raw"]
-    product_name = fields.get("product_name") or ""
-    if product_name and product_name.lower() not in description.lower():
-        return f"{product_name} {description}"
-    return description
 
 
 def _storable(text: str) -> str:
@@ -204,10 +195,6 @@ def _chunks(rows: Iterator, size: int) -> Iterator[list]:
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
-
-
-def glossary_mapping() -> dict[str, str]:
-    return dict(GlossaryTerm.objects.values_list("term", "replacement"))
 
 
 # --- queueing (always after commit: a task must see the rows it is about) -----------------------
@@ -308,10 +295,8 @@ def review_items(
 
 
 def _make_reference(*, item: DeclarationItem, code: str) -> None:
-    from .normalization import normalize_description
-
-    fields = {"description_raw": item.description_raw, "product_name": item.product_name}
-    text = item.description_normalized or normalize_description(evidence_text(fields), glossary=glossary_mapping())
+    text = item.description_normalized or normalize_description(item_text(item.description_raw, item.product_name),
+                                                                glossary=glossary_mapping())
     entry, _ = KnowledgeEntry.objects.update_or_create(
         source=KnowledgeEntry.Source.REFERENCE, identity_key=item.identity_key,
         defaults={"hs_code": code, "chapter": code[:2], "language": item.language,

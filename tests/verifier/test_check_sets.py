@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 from verifier.check_sets import FAR, NEAR, declaration_key, declared_is_right, make_check_rows
-from verifier.recommendation import LabelledDescription
+from verifier.labelled import LabelledDescription
 
 
 def labelled(identifier: str, code: str, language: str = "en") -> LabelledDescription:

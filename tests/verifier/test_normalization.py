@@ -43,3 +43,13 @@ def test_it_gives_a_reason_for_empty_symbol_only_placeholder_and_too_short_descr
 def test_it_finds_nothing_wrong_with_short_but_real_descriptions():
     assert meaningless_reason("鸭") is None
     assert meaningless_reason("Turkey") is None
+
+
+def test_the_meaningless_check_reads_the_text_that_is_searched_product_name_included():
+    from verifier.normalization import searchable_description
+
+    named = searchable_description("N/A", product_name="Bluetooth headset")
+    assert named.unsearchable_reason is None and named.text == "bluetooth headset n/a"
+    unnamed = searchable_description("N/A")
+    assert unnamed.text == "" and "placeholder" in unnamed.unsearchable_reason
+    assert searchable_description("headset", product_name="Headset").text == "headset"  # the name adds no words

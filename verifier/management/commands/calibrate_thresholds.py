@@ -6,8 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from embeddings.store import active_space
 from verifier.calibration import calibrate_check, calibrate_suggest
+from verifier.evaluation import labelled_calibration_samples
 from verifier.routing import load_thresholds
-from verifier.selectors import labelled_calibration_samples, reviewed_calibration_samples
+from verifier.selectors import reviewed_calibration_samples
 from verifier.services import save_calibration
 
 

@@ -5,16 +5,17 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from verifier.evaluation import evaluate_check_mode, evaluate_prequential
-from verifier.models import KnowledgeEntry
 from embeddings.errors import EmbeddingError
-from verifier.nomenclature import NomenclatureFormatError, describe_missing, entries_missing_vectors, load_nomenclature
-from verifier.recommendation import (
+from verifier.evaluation import (
+    evaluate_check_mode,
     evaluate_labelled,
+    evaluate_prequential,
     measure_search_recall,
-    read_labelled_csv,
     searchable_descriptions,
 )
+from verifier.labelled import read_labelled_csv
+from verifier.models import KnowledgeEntry
+from verifier.nomenclature import NomenclatureFormatError, describe_missing, entries_missing_vectors, load_nomenclature
 
 COUNTS = {"n", "knn_lost", "check_n"}
 

@@ -6,8 +6,8 @@ import csv
 from django.core.management.base import BaseCommand, CommandError
 
 from verifier.check_sets import make_check_rows
+from verifier.labelled import read_labelled_csv
 from verifier.models import HsCode
-from verifier.recommendation import read_labelled_csv
 
 
 class Command(BaseCommand):
