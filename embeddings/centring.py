@@ -1,6 +1,6 @@
 """Per-language mean centring: vectors of different languages compared by meaning, not by language.
 
-Measured with the CPU model (multilingual-e5-small) on InsuranceQA zh/en (README, "FAQ matching"):
+Measured with the CPU model (multilingual-e5-small) on InsuranceQA zh/en (see the README):
 subtracting each language's mean vector before the cosine lifted English questions against Chinese
 texts from about half to about three quarters top-1. Means are learned from data the service sees
 (the library it indexes, the questions it is asked), never from an evaluation's answers.

@@ -48,7 +48,7 @@ class Vector(models.Model):
     """One document vector: the embedding of `object_id`'s text in `corpus`, in `space`."""
 
     space = models.ForeignKey(EmbeddingSpace, on_delete=models.CASCADE, related_name="vectors")
-    # The kind of thing embedded, e.g. "hs_knowledge" or "faq_wording"; registered in embeddings.corpora.
+    # The kind of thing embedded: a corpus name an app registered in embeddings.corpora.
     corpus = models.CharField(max_length=40)
     object_id = models.BigIntegerField()
     # sha256 of the exact text embedded: a changed text no longer matches and is re-embedded.
