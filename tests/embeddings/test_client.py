@@ -20,8 +20,8 @@ from embeddings.registry import get_task
 
 # --- profiles -------------------------------------------------------------------------
 def test_it_writes_qwen3_queries_with_the_instruction_and_documents_plain(double_client, embedding_double):
-    double_client.embed_queries(["无线蓝牙耳机"], task="hs_code")
-    double_client.embed_documents(["Bluetooth earphone"])
+    double_client.fetch_query_vectors(["无线蓝牙耳机"], task="hs_code")
+    double_client.fetch_document_vectors(["Bluetooth earphone"])
     query_request, document_request = embedding_double.requests
     assert query_request.inputs == [f"Instruct: {get_task('hs_code').instruction}\nQuery:无线蓝牙耳机"]
     assert document_request.inputs == ["Bluetooth earphone"]
@@ -31,7 +31,7 @@ def test_it_writes_qwen3_queries_with_the_instruction_and_documents_plain(double
 
 def test_it_asks_qwen3_for_matryoshka_dimensions_when_not_native(embedding_double):
     client = EmbeddingClient(base_url=embedding_double.base_url, model=embedding_double.model, dimensions=256)
-    vectors = client.embed_documents(["steel bolt"])
+    vectors = client.fetch_document_vectors(["steel bolt"])
     assert embedding_double.requests[-1].dimensions == 256
     assert vectors.shape == (1, 256)
     assert np.allclose(vectors[0], embedding_double.vectors_for(["steel bolt"], 256)[0], atol=1e-6)
@@ -40,7 +40,7 @@ def test_it_asks_qwen3_for_matryoshka_dimensions_when_not_native(embedding_doubl
 def test_it_truncates_and_renormalises_when_the_server_ignores_dimensions():
     with run_embedding_double(dimensions=1024, honour_dimensions=False) as double:
         client = EmbeddingClient(base_url=double.base_url, model=double.model, dimensions=256)
-        vectors = client.embed_documents(["steel bolt"])
+        vectors = client.fetch_document_vectors(["steel bolt"])
     full = double.vectors_for(["steel bolt"])[0]
     assert vectors.shape == (1, 256)
     assert np.isclose(np.linalg.norm(vectors[0]), 1.0, atol=1e-6)
@@ -50,8 +50,8 @@ def test_it_truncates_and_renormalises_when_the_server_ignores_dimensions():
 def test_it_stops_asking_for_dimensions_when_the_server_refuses_them_and_truncates_itself():
     with run_embedding_double(dimensions=1024, reject_dimensions=True) as double:
         client = EmbeddingClient(base_url=double.base_url, model=double.model, dimensions=128)
-        first = client.embed_documents(["steel bolt"])
-        second = client.embed_documents(["cotton shirt"])
+        first = client.fetch_document_vectors(["steel bolt"])
+        second = client.fetch_document_vectors(["cotton shirt"])
         requests = list(double.requests)
     assert [request.dimensions for request in requests] == [None, None]  # the refused request is not recorded
     assert double.embedding_requests == 3
@@ -63,8 +63,8 @@ def test_it_stops_asking_for_dimensions_when_the_server_refuses_them_and_truncat
 def test_it_sends_e5_input_type_and_no_prefixes():
     with run_embedding_double(dimensions=384, model="multilingual-e5-small-q4") as double:
         client = EmbeddingClient(base_url=double.base_url, model=double.model)
-        client.embed_queries(["where is my parcel"], task="faq")
-        client.embed_documents(["Parcel tracking"])
+        client.fetch_query_vectors(["where is my parcel"], task="faq")
+        client.fetch_document_vectors(["Parcel tracking"])
         query_request, document_request = double.requests
     assert query_request.inputs == ["where is my parcel"] and query_request.input_type == "query"
     assert document_request.inputs == ["Parcel tracking"] and document_request.input_type == "passage"
@@ -87,7 +87,7 @@ def test_it_returns_vectors_in_input_order_across_concurrent_batches(embedding_d
     client = EmbeddingClient(base_url=embedding_double.base_url, model=embedding_double.model, batch_size=7,
                              max_concurrency=4)
     texts = [f"product {number}" for number in range(100)]
-    vectors = client.embed_documents(texts)
+    vectors = client.fetch_document_vectors(texts)
     assert len(embedding_double.requests) == 15
     assert np.allclose(vectors, embedding_double.vectors_for(texts), atol=1e-6)
 
@@ -95,14 +95,14 @@ def test_it_returns_vectors_in_input_order_across_concurrent_batches(embedding_d
 def test_it_orders_by_index_when_the_server_shuffles(double_client, embedding_double):
     texts = [f"item {number}" for number in range(20)]
     embedding_double.fail_next("shuffle")
-    assert np.allclose(double_client.embed_documents(texts), embedding_double.vectors_for(texts), atol=1e-6)
+    assert np.allclose(double_client.fetch_document_vectors(texts), embedding_double.vectors_for(texts), atol=1e-6)
 
 
 def test_it_names_the_position_of_a_text_that_is_not_a_string(double_client, embedding_double):
     with pytest.raises(TypeError, match="position 1 is int"):
-        double_client.embed_documents(["fine", 42])
+        double_client.fetch_document_vectors(["fine", 42])
     with pytest.raises(ValueError, match="unknown embedding task 'nope'"):
-        double_client.embed_queries(["fine"], task="nope")
+        double_client.fetch_query_vectors(["fine"], task="nope")
     assert embedding_double.embedding_requests == 0
 
 
@@ -118,7 +118,7 @@ def test_it_names_the_position_of_a_text_that_is_not_a_string(double_client, emb
 def test_it_rejects_an_invalid_response(double_client, embedding_double, fault, message):
     embedding_double.fail_next(fault)
     with pytest.raises(InvalidEmbeddingResponse, match=message):
-        double_client.embed_documents(["a", "b", "c"])
+        double_client.fetch_document_vectors(["a", "b", "c"])
     assert embedding_double.embedding_requests == 1  # a malformed answer is not retried blindly
 
 
@@ -126,7 +126,7 @@ def test_it_rejects_an_invalid_response(double_client, embedding_double, fault, 
 @pytest.mark.parametrize("fault", ["500", "503", "429", "disconnect", "timeout"])
 def test_it_retries_a_transient_fault_and_then_succeeds(double_client, embedding_double, fault):
     embedding_double.fail_next(fault, times=2)
-    vectors = double_client.embed_documents(["steel bolt"])
+    vectors = double_client.fetch_document_vectors(["steel bolt"])
     assert np.allclose(vectors, embedding_double.vectors_for(["steel bolt"]), atol=1e-6)
     assert embedding_double.embedding_requests == 3
 
@@ -138,7 +138,7 @@ def test_it_gives_up_after_its_retries_with_growing_waits(embedding_double, monk
                              breaker=CircuitBreaker(threshold=100))
     embedding_double.fail_always("500")
     with pytest.raises(EmbeddingUnavailable, match="after 5 attempts"):
-        client.embed_documents(["steel bolt"])
+        client.fetch_document_vectors(["steel bolt"])
     assert embedding_double.embedding_requests == 5
     # Exponential with jitter: each wait lies in [0.5, 1.5) x 0.2 x 2^attempt.
     for attempt, wait in enumerate(waits):
@@ -148,7 +148,7 @@ def test_it_gives_up_after_its_retries_with_growing_waits(embedding_double, monk
 def test_it_does_not_retry_a_rejected_request(double_client, embedding_double):
     embedding_double.fail_next("400", times=3)
     with pytest.raises(EmbeddingRequestRejected):
-        double_client.embed_documents(["steel bolt"])
+        double_client.fetch_document_vectors(["steel bolt"])
     assert embedding_double.embedding_requests == 1
 
 
@@ -158,7 +158,7 @@ def test_it_times_out_a_hanging_endpoint(embedding_double):
     embedding_double.fail_next("timeout")
     started = time.monotonic()
     with pytest.raises(EmbeddingUnavailable):
-        client.embed_documents(["steel bolt"])
+        client.fetch_document_vectors(["steel bolt"])
     assert time.monotonic() - started < 2.0
 
 
@@ -170,16 +170,16 @@ def test_it_stops_calling_a_dead_endpoint_then_tries_again_after_the_cooldown(em
     embedding_double.fail_always("503")
     for _ in range(3):
         with pytest.raises(EmbeddingUnavailable):
-            client.embed_documents(["steel bolt"])
+            client.fetch_document_vectors(["steel bolt"])
     with pytest.raises(CircuitOpen):
-        client.embed_documents(["steel bolt"])
+        client.fetch_document_vectors(["steel bolt"])
     assert embedding_double.embedding_requests == 3  # the open circuit sent nothing
 
     embedding_double.reset()
     time.sleep(0.35)
-    assert client.embed_documents(["steel bolt"]).shape == (1, 1024)  # the trial call goes through
+    assert client.fetch_document_vectors(["steel bolt"]).shape == (1, 1024)  # the trial call goes through
     assert embedding_double.embedding_requests == 1
-    assert client.embed_documents(["steel bolt"]).shape == (1, 1024)  # and closes the circuit
+    assert client.fetch_document_vectors(["steel bolt"]).shape == (1, 1024)  # and closes the circuit
 
 
 def test_it_reaches_the_active_identity_at_the_configured_endpoint_after_the_server_moved(settings):
@@ -204,13 +204,13 @@ def test_a_forked_process_gets_its_own_client_not_its_parents_connections(gatewa
     from embeddings.client import get_client
 
     parent_client = get_client()
-    parent_client.embed_documents(["steel bolt"])  # leaves a kept-alive connection in the parent's pool
+    parent_client.fetch_document_vectors(["steel bolt"])  # leaves a kept-alive connection in the parent's pool
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:  # the child reports through the pipe and leaves without running pytest's teardown
         try:
             child_client = get_client()
-            vectors = child_client.embed_documents(["copper wire"])
+            vectors = child_client.fetch_document_vectors(["copper wire"])
             fresh = child_client is not parent_client and np.allclose(
                 vectors, gateway_on_double.vectors_for(["copper wire"]), atol=1e-6)
             os.write(write_end, b"own client" if fresh else b"parent's client")
@@ -221,7 +221,7 @@ def test_a_forked_process_gets_its_own_client_not_its_parents_connections(gatewa
     assert os.read(read_end, 64) == b"own client"
     os.close(read_end)
     # The parent's connections were left alone.
-    assert np.allclose(parent_client.embed_documents(["steel bolt"]),
+    assert np.allclose(parent_client.fetch_document_vectors(["steel bolt"]),
                        gateway_on_double.vectors_for(["steel bolt"]), atol=1e-6)
 
 
@@ -229,11 +229,11 @@ def test_a_forked_process_gets_its_own_client_not_its_parents_connections(gatewa
 @pytest.mark.parametrize("texts", ["abc", None, b"abc"])
 def test_it_refuses_a_single_string_or_none_before_building_any_prompt(double_client, embedding_double, texts):
     with pytest.raises(TypeError, match="expected a list of texts"):
-        double_client.embed_documents(texts)
+        double_client.fetch_document_vectors(texts)
     with pytest.raises(TypeError, match="expected a list of texts"):
-        double_client.embed_queries(texts, task="faq")
+        double_client.fetch_query_vectors(texts, task="faq")
     with pytest.raises(TypeError, match="position 0 is NoneType"):
-        double_client.embed_queries([None], task="faq")  # not the text "Instruct: ...\nQuery:None"
+        double_client.fetch_query_vectors([None], task="faq")  # not the text "Instruct: ...\nQuery:None"
     assert embedding_double.embedding_requests == 0
 
 
@@ -243,6 +243,6 @@ def test_a_response_item_without_an_embedding_is_an_embedding_error_the_breaker_
     monkeypatch.setattr(double_client, "_request", lambda inputs, **options: [item])
     double_client.breaker = CircuitBreaker(threshold=1, cooldown=60.0)
     with pytest.raises(InvalidEmbeddingResponse):
-        double_client.embed_documents(["steel bolt"])
+        double_client.fetch_document_vectors(["steel bolt"])
     with pytest.raises(CircuitOpen):
-        double_client.embed_documents(["steel bolt"])
+        double_client.fetch_document_vectors(["steel bolt"])

@@ -23,21 +23,21 @@ def real_client() -> EmbeddingClient:
 
 
 def test_it_finds_the_product_each_chinese_description_names(real_client):
-    documents = real_client.embed_documents(PRODUCTS)
-    queries = real_client.embed_queries(list(GOLDEN), task="hs_code")
+    documents = real_client.fetch_document_vectors(PRODUCTS)
+    queries = real_client.fetch_query_vectors(list(GOLDEN), task="hs_code")
     nearest = np.argmax(queries @ documents.T, axis=1)
     assert [PRODUCTS[index] for index in nearest] == list(GOLDEN.values())
 
 
 def test_it_scores_a_paraphrase_above_an_unrelated_text(real_client):
-    vectors = real_client.embed_documents([
+    vectors = real_client.fetch_document_vectors([
         "How do I track my parcel?", "Where can I see where my package is?", "What is the VAT rate on wine?",
     ])
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
 
 
 def test_it_serves_the_dimension_of_the_configured_profile(real_client):
-    vector = real_client.embed_documents(["health check"])
+    vector = real_client.fetch_document_vectors(["health check"])
     assert vector.shape == (1, profile_for(settings.EMBEDDING_MODEL).output_dimensions(settings.EMBEDDING_DIMENSIONS))
     assert np.isclose(np.linalg.norm(vector[0]), 1.0, atol=1e-5)
 

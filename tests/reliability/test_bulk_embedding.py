@@ -41,7 +41,7 @@ def test_a_timed_out_batch_is_sent_again_in_halves_not_whole(slow_endpoint):
     slow_endpoint.set_latency(0.0, per_text=0.04)  # 40 texts: 1.6 s; 20: 0.8 s; 10: 0.4 s, under the 0.6 s timeout
     client = client_for(slow_endpoint)
 
-    vectors = client.embed_documents(TEXTS)
+    vectors = client.fetch_document_vectors(TEXTS)
 
     expected = slow_endpoint.vectors_for([client.profile.document_text(text) for text in TEXTS])
     assert np.allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
@@ -58,7 +58,7 @@ def test_the_timeout_grows_with_the_batch(slow_endpoint):
 
     assert client.request_timeout(TEXTS) == pytest.approx(0.6 + 2.0)
     assert client.request_timeout(TEXTS[:1]) < 0.7  # a lone query still fails fast on a dead endpoint
-    client.embed_documents(TEXTS)
+    client.fetch_document_vectors(TEXTS)
 
     assert request_sizes(slow_endpoint) == [40]  # one request, answered in time
 
@@ -67,7 +67,7 @@ def test_batches_are_bounded_by_a_token_budget(slow_endpoint):
     long_texts = [("a long description of woven cotton towels " * 20).strip()] * 12  # ~200 tokens each
     client = client_for(slow_endpoint, max_batch_tokens=1000, timeout=5.0)
 
-    client.embed_documents(long_texts)
+    client.fetch_document_vectors(long_texts)
 
     assert max(request_sizes(slow_endpoint)) * estimate_tokens(long_texts[0]) <= 1000
     assert sum(request_sizes(slow_endpoint)) == 12
@@ -78,7 +78,7 @@ def test_a_dead_endpoint_ends_the_halving_quickly(slow_endpoint):
     client = client_for(slow_endpoint, timeout=0.2, breaker=CircuitBreaker(threshold=3, cooldown=60.0))
 
     with pytest.raises(EmbeddingUnavailable):
-        client.embed_documents(TEXTS)
+        client.fetch_document_vectors(TEXTS)
 
     assert slow_endpoint.embedding_requests <= 3  # the circuit opens: not 2 x 40 - 1 requests
 
