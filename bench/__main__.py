@@ -8,7 +8,8 @@ import sys
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
-        print("usage: python -m bench NAME [--json] [options]  (NAME: embed, ingest, knn, pipeline, faq, geometry, all)")
+        print("usage: python -m bench NAME [--json] [options]"
+              "  (NAME: embed, ingest, knn, pipeline, faq, geometry, all)")
         raise SystemExit(2)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     module = importlib.import_module(f"bench.{sys.argv[1]}")

@@ -58,7 +58,8 @@ def machine_description() -> str:
                 cpu_model = line.split(":", 1)[1].strip()
                 break
     memory_gib = psutil.virtual_memory().total / 2**30
-    return f"{cpu_model or 'unknown CPU'}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, {platform.system()} {platform.release()}"
+    return (f"{cpu_model or 'unknown CPU'}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, "
+            f"{platform.system()} {platform.release()}")
 
 
 def peak_rss_mib(pid: int | None = None) -> float:

@@ -248,8 +248,8 @@ def main(argv: list[str]) -> None:
     call_command("migrate", verbosity=0)  # the cache benchmark writes a throwaway space into the service database
     load_before = os.getloadavg()[0]
     texts = load_texts(arguments.data, max(arguments.cpu_texts, arguments.double_texts, arguments.cache_texts))
-    cpu = bench_cpu_model(texts=texts[:arguments.cpu_texts], rounds=arguments.cpu_rounds, batch_size=arguments.cpu_batch,
-                          endpoint=arguments.endpoint)
+    cpu = bench_cpu_model(texts=texts[:arguments.cpu_texts], rounds=arguments.cpu_rounds,
+                          batch_size=arguments.cpu_batch, endpoint=arguments.endpoint)
     double = bench_double(texts=texts[:arguments.double_texts], rounds=arguments.rounds,
                           batch_size=arguments.double_batch, concurrency=arguments.double_concurrency)
     cache = bench_cache(texts=texts[:arguments.cache_texts])

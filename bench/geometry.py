@@ -105,7 +105,8 @@ def search_speed_and_recall(database_url: str, geometries: dict, *, cjk: np.ndar
                     database.execute(f'DROP INDEX IF EXISTS "geometry_{part.replace(" ", "_")}"')
                     database.execute(
                         f'CREATE INDEX "geometry_{part.replace(" ", "_")}" ON geometry_vector '
-                        f"USING hnsw (embedding halfvec_cosine_ops) WITH (m = {m}, ef_construction = {ef_construction}) "
+                        f"USING hnsw (embedding halfvec_cosine_ops) "
+                        f"WITH (m = {m}, ef_construction = {ef_construction}) "
                         f"WHERE geometry = '{name}' AND {part}"
                     )
                 exact = np.argsort(-(halfvec_rounded(queries) @ halfvec_rounded(documents).T), axis=1)[:, :K]

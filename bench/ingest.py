@@ -32,7 +32,8 @@ from .common import Stopwatch, emit, machine_description, peak_rss_mib
 DATABASE_NAME = "bench_ingest"
 COLUMNS = ["id", "item_no", "product_name", "spec", "description", "hs_code", "origin",
            "quantity", "unit", "value", "currency", "language"]
-PRODUCTS_ZH = ["笔记本电脑", "蓝牙耳机", "不锈钢保温杯", "棉制针织T恤", "冷冻虾仁", "锂离子电池", "塑料玩具车", "陶瓷餐盘"]
+PRODUCTS_ZH = ["笔记本电脑", "蓝牙耳机", "不锈钢保温杯", "棉制针织T恤", "冷冻虾仁", "锂离子电池", "塑料玩具车",
+               "陶瓷餐盘"]
 PRODUCTS_EN = ["laptop computer", "bluetooth earphones", "stainless steel vacuum flask", "knitted cotton T-shirt",
                "frozen shrimp meat", "lithium-ion battery", "plastic toy car", "ceramic dinner plate"]
 CODES = ["8471300000", "8518300000", "9617001900", "6109100000", "0306171900", "8507600000", "9503008900", "6911101900"]

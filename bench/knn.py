@@ -86,7 +86,8 @@ def generate_chunk(centres: np.ndarray, *, index: int, rows: int, first_id: int)
 
 def corpus_chunks(size: int) -> list[tuple[int, int, int]]:
     """(chunk index, rows, first id) for a corpus of `size` rows."""
-    return [(number, min(CHUNK_ROWS, size - start), start + 1) for number, start in enumerate(range(0, size, CHUNK_ROWS))]
+    return [(number, min(CHUNK_ROWS, size - start), start + 1)
+            for number, start in enumerate(range(0, size, CHUNK_ROWS))]
 
 
 def generate_queries(centres: np.ndarray, count: int) -> Chunk:
@@ -107,7 +108,8 @@ def server_connection_url() -> str:
 
 def connect(database: str) -> psycopg.Connection:
     url = urlsplit(server_connection_url())._replace(path=f"/{database}").geturl()
-    connection = psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True, prepare_threshold=None)
+    connection = psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True,
+                                 prepare_threshold=None)
     return connection
 
 
@@ -369,7 +371,8 @@ def knn_figures(details: list[dict]) -> list[dict]:
             exact = unfiltered[f"{kind}_exact"]
             measured = unfiltered[f"{kind}_ef{DEFAULT_EF_SEARCH}"]
             rows.append({
-                "figure": f"knn {size:,} {kind} ef_search={DEFAULT_EF_SEARCH}: p50 ms (recall@10 {measured['recall_at_10']})",
+                "figure": f"knn {size:,} {kind} ef_search={DEFAULT_EF_SEARCH}: "
+                          f"p50 ms (recall@10 {measured['recall_at_10']})",
                 "value": measured["p50_ms"], "floor": exact["p50_ms"],
                 "floor_name": "exact scan p50 ms", "ratio": round(exact["p50_ms"] / measured["p50_ms"], 1),
             })

@@ -23,8 +23,8 @@ earlier ones), half are new wordings. The double's vectors (`--geometry`): "lexi
 (default) gives texts that share words close vectors around a common direction, as a
 real model does; "random" gives every text an unrelated vector, the worst case for an
 HNSW search (`python -m bench geometry` compares them with the CPU model's own vectors
-on the knowledge base's texts: lexical is the closer, and still the harder to search). JSON last line: items_per_s, references, items,
-knn_floor_items_per_s, ratio_to_floor, details.
+on the knowledge base's texts: lexical is the closer, and still the harder to search).
+JSON last line: items_per_s, references, items, knn_floor_items_per_s, ratio_to_floor, details.
 """
 from __future__ import annotations
 
@@ -195,7 +195,8 @@ def item_csv(count: int, *, references: int, nonce: str) -> bytes:
 
 
 def assert_benchmark_database() -> None:
-    """Refuse to truncate anything but the benchmark's own database (Django set up elsewhere would point at live data)."""
+    """Refuse to truncate anything but the benchmark's own database (Django set up elsewhere would point at
+    live data)."""
     from django.db import connection
 
     if connection.settings_dict["NAME"] not in DATABASE_NAMES.values():
@@ -343,7 +344,8 @@ def main(argv: list[str]) -> None:
         verdicts = Verdict.objects.filter(item__batch=batch).count()
         if verdicts != report.items_created or batch.status != DeclarationBatch.Status.DONE:
             raise SystemExit(f"only {verdicts} of {report.items_created} items got a verdict (batch {batch.status})")
-        log(f"measuring the floor: raw batched kNN over the same number of vectors, {arguments.concurrency} connections")
+        log("measuring the floor: raw batched kNN over the same number of vectors, "
+            f"{arguments.concurrency} connections")
         floor = knn_floor(arguments.items, concurrency=arguments.concurrency, geometry=arguments.geometry)
         tiers = dict(Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id"))
                      .values_list("tier", "n"))

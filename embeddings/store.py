@@ -123,7 +123,8 @@ def store_vectors(
             "CREATE TEMPORARY TABLE incoming_vector (object_id bigint, text_hash bytea, embedding halfvec) "
             "ON COMMIT DROP"
         )
-        with cursor.cursor.copy("COPY incoming_vector (object_id, text_hash, embedding) FROM STDIN (FORMAT BINARY)") as copy:
+        copy_sql = "COPY incoming_vector (object_id, text_hash, embedding) FROM STDIN (FORMAT BINARY)"
+        with cursor.cursor.copy(copy_sql) as copy:
             copy.write(stream)
         cursor.execute(
             """

@@ -8,7 +8,8 @@ from embeddings.errors import EmbeddingError
 from faq import clustering, services
 
 
-@shared_task(name="faq.index_pending_wordings", autoretry_for=(EmbeddingError,), retry_backoff=5, retry_backoff_max=60, max_retries=10)
+@shared_task(name="faq.index_pending_wordings", autoretry_for=(EmbeddingError,), retry_backoff=5,
+             retry_backoff_max=60, max_retries=10)
 @one_run_at_a_time("faq.index_pending_wordings")
 def index_pending_wordings(refit: bool = False) -> int:
     """Embed wordings without a vector (queued on commit after library edits; beat also sweeps every minute)."""

@@ -89,7 +89,9 @@ class CheckReport:
         return figures
 
 
-def judge_rows(rows: list[LabelledDescription], *, mode: str = DeclarationBatch.Mode.CHECK) -> tuple[DeclarationBatch, list[JudgedRow]]:
+def judge_rows(
+    rows: list[LabelledDescription], *, mode: str = DeclarationBatch.Mode.CHECK,
+) -> tuple[DeclarationBatch, list[JudgedRow]]:
     """Import the rows as one batch of `mode` and judge every item through the pipeline; the batch is kept.
 
     Item ids carry a token of this run, so earlier runs (or live declarations) never make them duplicates.

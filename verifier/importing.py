@@ -94,7 +94,9 @@ def sniff(head: bytes, *, file_name: str = "") -> SniffResult:
     return SniffResult(encoding=encoding, format=file_format)
 
 
-def read_declaration_rows(stream: IO[bytes], *, file_name: str = "", require_code: bool = False) -> Iterator[ItemRow | RowProblem]:
+def read_declaration_rows(
+    stream: IO[bytes], *, file_name: str = "", require_code: bool = False,
+) -> Iterator[ItemRow | RowProblem]:
     """Every row of a declaration file, parsed and checked, in file order.
 
     `require_code`: reference files, whose rows must carry their (approved) hs_code.
@@ -270,7 +272,8 @@ def _csv_records(text: IO[str]) -> Iterator[tuple[int, dict | RowProblem, str]]:
         if not any(cell.strip() for cell in cells):
             continue  # blank lines are not rows
         if len(cells) != len(header):
-            yield row_number, RowProblem(row_number, f"expected {len(header)} columns, found {len(cells)}", raw[:2000]), raw
+            reason = f"expected {len(header)} columns, found {len(cells)}"
+            yield row_number, RowProblem(row_number, reason, raw[:2000]), raw
             continue
         yield row_number, dict(zip(header, cells)), raw
 
@@ -283,13 +286,15 @@ def _json_lines_records(text: IO[str]) -> Iterator[tuple[int, dict | RowProblem,
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            yield row_number, RowProblem(row_number, f"not valid JSON: {error.msg} at column {error.colno}", line[:2000]), line
+            reason = f"not valid JSON: {error.msg} at column {error.colno}"
+            yield row_number, RowProblem(row_number, reason, line[:2000]), line
             continue
         except RecursionError:
             yield row_number, RowProblem(row_number, "not valid JSON: nested too deeply", line[:2000]), line
             continue
         if not isinstance(record, dict):
-            yield row_number, RowProblem(row_number, f"expected a JSON object, found {type(record).__name__}", line[:2000]), line
+            reason = f"expected a JSON object, found {type(record).__name__}"
+            yield row_number, RowProblem(row_number, reason, line[:2000]), line
             continue
         yield row_number, record, line
 
@@ -351,7 +356,8 @@ def _json_array_records(text: IO[str]) -> Iterator[tuple[int, dict | RowProblem,
         raw = buffer[position:end]
         position = end
         if not isinstance(record, dict):
-            yield row_number, RowProblem(row_number, f"expected a JSON object, found {type(record).__name__}", raw[:2000]), raw
+            reason = f"expected a JSON object, found {type(record).__name__}"
+            yield row_number, RowProblem(row_number, reason, raw[:2000]), raw
         else:
             yield row_number, record, raw
 

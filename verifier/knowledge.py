@@ -1,4 +1,5 @@
-"""The knowledge base's vectors: each entry's vector lives in the corpus of its text's script (models.knowledge_corpus)."""
+"""The knowledge base's vectors: each entry's vector lives in the corpus of its text's script
+(models.knowledge_corpus)."""
 from __future__ import annotations
 
 from collections import defaultdict

@@ -17,14 +17,16 @@ class LabelledDescription:
 
 
 def read_labelled_csv(path) -> tuple[list[LabelledDescription], list[tuple[int, str]]]:
-    """Rows of a labelled CSV (id,description,hs_code[,language][,declared_code]) and its bad rows (row number, reason)."""
+    """Rows of a labelled CSV (id,description,hs_code[,language][,declared_code]) and its bad rows
+    (row number, reason)."""
     rows: list[LabelledDescription] = []
     bad_rows: list[tuple[int, str]] = []
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"description", "hs_code"} - {name.strip().lower() for name in reader.fieldnames or []}
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected id,description,hs_code[,language]")
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                             "expected id,description,hs_code[,language]")
         for row_number, raw in enumerate(reader, start=1):
             row = {(key or "").strip().lower(): (value or "").strip() for key, value in raw.items() if key}
             code = re.sub(r"[\s.]", "", row.get("hs_code", ""))
@@ -33,7 +35,8 @@ def read_labelled_csv(path) -> tuple[list[LabelledDescription], list[tuple[int, 
                 continue
             declared = re.sub(r"[\s.]", "", row.get("declared_code", ""))
             if declared and (not declared.isdigit() or len(declared) not in (2, 4, 6, 8, 10)):
-                bad_rows.append((row_number, f"declared_code {row.get('declared_code', '')!r} is not an HS code of 2-10 digits"))
+                bad_rows.append((row_number, f"declared_code {row.get('declared_code', '')!r} "
+                                             "is not an HS code of 2-10 digits"))
                 continue
             rows.append(LabelledDescription(
                 row_number=row_number, identifier=row.get("id", "") or str(row_number),

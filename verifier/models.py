@@ -345,11 +345,13 @@ class RoutingThreshold(models.Model):
     novelty_max_similarity = models.FloatField()
     # Check mode (verifier.routing.route_check); empty: the model profile's default.
     check_min_declared_share = models.FloatField(
-        null=True, blank=True, help_text="Auto-pass needs the declared heading to hold at least this share of the vote.")
+        null=True, blank=True,
+        help_text="Auto-pass needs the declared heading to hold at least this share of the vote.")
     check_min_similarity = models.FloatField(
         null=True, blank=True, help_text="Auto-pass needs the closest evidence at least this similar.")
     check_max_heading_gap = models.FloatField(
-        null=True, blank=True, help_text="Auto-pass needs the declared heading's closest line within this of the closest.")
+        null=True, blank=True,
+        help_text="Auto-pass needs the declared heading's closest line within this of the closest.")
     contradiction_chapter_gap = models.FloatField(
         null=True, blank=True, help_text="Warning when the declared chapter's closest line is this much less similar.")
     contradiction_heading_gap = models.FloatField(

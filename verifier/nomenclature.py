@@ -46,7 +46,8 @@ _NOTE_NEW_TOPIC = re.compile(r"^([一二三四五六七八九十]+、|本品目�
 _NOTE_ELSEWHERE = ("不包括", "不归入", "归入品目", "归入第")
 # A lead-in that names nothing once these words are gone ("本品目主要包括：", under 32 headings) is
 # evidence for no heading in particular: it only fills reviewers' neighbour lists with noise.
-_NOTE_BOILERPLATE = re.compile(r"本品目|本章|主要|还|也|通常|仅|包括|归入|的|有|即|如下|下列|各种|货品|物品|[：:，,。、\s]")
+_NOTE_BOILERPLATE = re.compile(
+    r"本品目|本章|主要|还|也|通常|仅|包括|归入|的|有|即|如下|下列|各种|货品|物品|[：:，,。、\s]")
 
 
 @dataclass(frozen=True)

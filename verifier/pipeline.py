@@ -167,7 +167,8 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
     # declared code's own lines are searched too) is embedded and searched once per chunk.
     searches = {item.pk: (normalized[item.pk], _checked_code(item)) for item in to_search}
     distinct = list(dict.fromkeys(searches.values()))
-    found = find_evidence([text for text, _ in distinct], declared_codes=[code for _, code in distinct]) if distinct else []
+    found = (find_evidence([text for text, _ in distinct], declared_codes=[code for _, code in distinct])
+             if distinct else [])
     evidence_by_search = dict(zip(distinct, found))
     evidence_lists = [evidence_by_search[searches[item.pk]] for item in to_search]
 
@@ -331,7 +332,9 @@ def _is_known(code: str, known_codes: set[str]) -> bool:
     return bool(code) and (code in known_codes or any(code[:n] in known_codes for n in (6, 8) if n < len(code)))
 
 
-def release_items(*, items: list[DeclarationItem], claimed_at: datetime, error: str, count_attempt: bool = True) -> None:
+def release_items(
+    *, items: list[DeclarationItem], claimed_at: datetime, error: str, count_attempt: bool = True,
+) -> None:
     """Give claimed items back to the queue after a failure (attempts + 1); past MAX_ATTEMPTS mark them failed."""
     ids = [item.pk for item in items]
     with transaction.atomic():

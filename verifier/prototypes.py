@@ -40,13 +40,15 @@ _cache: dict[int, tuple[str, float, dict[int, tuple[list[str], np.ndarray]]]] = 
 
 
 def knowledge_fingerprint(*, space: EmbeddingSpace) -> tuple[str, int]:
-    """An order-independent digest of the space's knowledge vectors of live entries (ids and text hashes), and their count."""
+    """An order-independent digest of the space's knowledge vectors of live entries (ids and text hashes), and
+    their count."""
     return corpus_fingerprint(space=space, corpus=KNOWLEDGE_CORPORA, live_objects=KnowledgeEntry.objects.all())
 
 
 def _knowledge_vectors(*, space: EmbeddingSpace) -> tuple[list[str], np.ndarray]:
     """The codes and vectors of the space's knowledge evidence (live entries only)."""
-    entry_ids, vectors = corpus_vectors(space=space, corpus=KNOWLEDGE_CORPORA, live_objects=KnowledgeEntry.objects.all())
+    entry_ids, vectors = corpus_vectors(space=space, corpus=KNOWLEDGE_CORPORA,
+                                        live_objects=KnowledgeEntry.objects.all())
     code_of = dict(KnowledgeEntry.objects.values_list("id", "hs_code"))
     kept = [row for row, entry_id in enumerate(entry_ids) if entry_id in code_of]  # deleted since the read: left out
     if len(kept) < len(entry_ids):

@@ -247,7 +247,8 @@ def _entries_by_id(entry_ids: set[int]) -> dict[int, tuple[str, str, str, str]]:
             "SELECT id, hs_code, source, language, display_text FROM verifier_knowledgeentry WHERE id = ANY(%s)",
             [list(entry_ids)],
         )
-        return {entry_id: (code, source, language, text) for entry_id, code, source, language, text in cursor.fetchall()}
+        return {entry_id: (code, source, language, text)
+                for entry_id, code, source, language, text in cursor.fetchall()}
 
 
 def recommend_hs_code(
@@ -265,7 +266,8 @@ def recommend_hs_code(
     prototypes = [item for item in evidence if item.source == PROTOTYPE_SOURCE]
     declared_lines = {int(item.source[len(DECLARED_SOURCE):]): item for item in evidence
                       if item.source.startswith(DECLARED_SOURCE)}
-    evidence = [item for item in evidence if item.source != PROTOTYPE_SOURCE and not item.source.startswith(DECLARED_SOURCE)]
+    evidence = [item for item in evidence
+                if item.source != PROTOTYPE_SOURCE and not item.source.startswith(DECLARED_SOURCE)]
     if not evidence:
         return Recommendation(code="", level=0, confidence=0.0, margin=0.0, alternatives=(),
                               declared_code=declared_code)
@@ -287,7 +289,8 @@ def recommend_hs_code(
         if total <= 0:
             break
         ranked = sorted(votes[level].items(), key=lambda pair: (-pair[1], pair[0]))
-        by_level[level] = tuple(Candidate(code=code, share=weight / total) for code, weight in ranked[:ALTERNATIVES_KEPT])
+        by_level[level] = tuple(Candidate(code=code, share=weight / total)
+                                for code, weight in ranked[:ALTERNATIVES_KEPT])
         within_parent = [code for code, _ in ranked if code.startswith(parent)]
         if not within_parent:
             break
@@ -334,8 +337,9 @@ def _declared_support(
             gap = 2.0 if line is None else max(0.0, best_score - line.score)
         else:
             gap = None
-        supports.append(LevelSupport(level=level, declared=declared, declared_share=votes[level].get(declared, 0.0) / total,
-                                     best=best, best_share=best_weight / total, similarity_gap=gap, closest_line=line))
+        supports.append(LevelSupport(level=level, declared=declared,
+                                     declared_share=votes[level].get(declared, 0.0) / total, best=best,
+                                     best_share=best_weight / total, similarity_gap=gap, closest_line=line))
     return tuple(supports)
 
 

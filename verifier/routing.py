@@ -101,8 +101,8 @@ def load_thresholds(space: EmbeddingSpace | None) -> ThresholdSet:
     return ThresholdSet(default=default, by_chapter=by_chapter)
 
 
-CHECK_THRESHOLD_FIELDS = ("check_min_declared_share", "check_min_similarity", "check_max_heading_gap", "contradiction_chapter_gap",
-                          "contradiction_heading_gap")
+CHECK_THRESHOLD_FIELDS = ("check_min_declared_share", "check_min_similarity", "check_max_heading_gap",
+                          "contradiction_chapter_gap", "contradiction_heading_gap")
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,8 @@ def route_check(
     contradiction = contradiction_of(declared_support, thresholds)
     strength = min(contradiction.strength, 1.0) if contradiction is not None else 0.0
     if contradiction is not None and contradiction.strength >= CONTRADICTION_NOTICE:
-        anomalies.append(anomaly("declared_code_contradicted", contradiction.describe(support.get(contradiction.level))))
+        anomalies.append(anomaly("declared_code_contradicted",
+                                 contradiction.describe(support.get(contradiction.level))))
         if contradiction.strength >= 1.0:
             return RoutingDecision(Verdict.Tier.WARNING, anomalies, 2.0 + strength, declared_code)
 

@@ -17,7 +17,8 @@ def knowledge_texts_after(after_id: int, limit: int, *, cjk: bool) -> list[tuple
     """A knowledge corpus for the re-indexer: (id, text) of entries after `after_id` in id order, those
     with CJK text or the others (models.knowledge_corpus, the same rule in SQL)."""
     entries = KnowledgeEntry.objects.filter(id__gt=after_id)
-    entries = entries.filter(text__regex=CJK_CHARACTER_CLASS) if cjk else entries.exclude(text__regex=CJK_CHARACTER_CLASS)
+    entries = (entries.filter(text__regex=CJK_CHARACTER_CLASS) if cjk
+               else entries.exclude(text__regex=CJK_CHARACTER_CLASS))
     return list(entries.order_by("id").values_list("id", "text")[:limit])
 
 
@@ -72,7 +73,8 @@ class BatchProgress:
 def batch_progress(*, batch: DeclarationBatch) -> BatchProgress:
     """Counts of a batch's items by status and by verdict tier (two aggregate queries)."""
     by_status = dict(
-        DeclarationItem.objects.filter(batch=batch).values_list("status").annotate(n=Count("id")).values_list("status", "n")
+        DeclarationItem.objects.filter(batch=batch).values_list("status").annotate(n=Count("id"))
+        .values_list("status", "n")
     )
     by_tier = dict(
         Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id")).values_list("tier", "n")

@@ -134,7 +134,8 @@ def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
     submitter_id = batch.created_by_id
     latest: dict[str, tuple[int, str]] = {}
     for key, version, digest in (
-        DeclarationItem.objects.filter(submitter_id=submitter_id, identity_key__in=[r.identity_key for r in unique_rows])
+        DeclarationItem.objects.filter(submitter_id=submitter_id,
+                                       identity_key__in=[r.identity_key for r in unique_rows])
         .order_by("identity_key", "-version").distinct("identity_key")
         .values_list("identity_key", "version", "content_hash")
     ):

@@ -56,8 +56,8 @@ class Command(BaseCommand):
             except NomenclatureFormatError as error:
                 raise CommandError(str(error)) from error
             except EmbeddingError as error:
-                raise CommandError(f"{path}: embedding stopped ({error}); {describe_missing(entries_missing_vectors())}; "
-                                   "nothing was scored") from error
+                missing = describe_missing(entries_missing_vectors())
+                raise CommandError(f"{path}: embedding stopped ({error}); {missing}; nothing was scored") from error
             self.stdout.write(f"loaded {path}: {loaded.codes_created} codes new, {loaded.entries_indexed} embedded")
         if not KnowledgeEntry.objects.exists():
             raise CommandError("the knowledge base is empty: load a nomenclature first (--nomenclature PATH)")

@@ -17,7 +17,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("path", type=Path)
-        parser.add_argument("--reference", action="store_true", help="rows are approved declarations with a correct hs_code")
+        parser.add_argument("--reference", action="store_true",
+                            help="rows are approved declarations with a correct hs_code")
         parser.add_argument("--mode", choices=DeclarationBatch.Mode.values, default=DeclarationBatch.Mode.CHECK,
                             help="check declared codes (default), fill missing codes, or suggest a code for every item")
         parser.add_argument("--no-index", action="store_true",

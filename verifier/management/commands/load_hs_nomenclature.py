@@ -40,7 +40,8 @@ class Command(BaseCommand):
                 raise CommandError(str(error)) from error
             except EmbeddingError as error:
                 # What was embedded is stored; the same command run again embeds only the rest.
-                raise CommandError(f"{path}: embedding stopped ({error}); {describe_missing(entries_missing_vectors())}; "
+                missing = describe_missing(entries_missing_vectors())
+                raise CommandError(f"{path}: embedding stopped ({error}); {missing}; "
                                    "run the same command again to finish the load") from error
             if json:
                 self.stdout.write(_json_line(report.to_json()))
