@@ -185,8 +185,8 @@ def _bench_cpu_endpoint(*, texts: list[str], rounds: int, batch_size: int, base_
 
 
 def bench_double(*, texts: list[str], rounds: int, batch_size: int, concurrency: int) -> dict:
-    from embeddings.client import EmbeddingClient
     from devservices.embedding_double import DEFAULT_MODEL
+    from embeddings.client import EmbeddingClient
 
     port = free_port()
     with child_process(protocol_double_command(port=port, dimensions=1024), port=port, what="protocol double"):
@@ -198,8 +198,8 @@ def bench_double(*, texts: list[str], rounds: int, batch_size: int, concurrency:
 
 def bench_cache(*, texts: list[str]) -> dict:
     """A first pass fills the cache through the double (in this process, to count its calls); the second hits."""
-    from embeddings.client import EmbeddingClient
     from devservices.embedding_double import run_embedding_double
+    from embeddings.client import EmbeddingClient
     from embeddings.models import EmbeddingSpace
     from embeddings.services import embed_texts
 

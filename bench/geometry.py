@@ -64,8 +64,8 @@ def knowledge_base(space) -> tuple[list[int], list[str], np.ndarray]:
 
 
 def read_descriptions(paths: list[Path]) -> list[str]:
-    from verifier.normalization import normalize_description
     from verifier.labelled import read_labelled_csv
+    from verifier.normalization import normalize_description
 
     descriptions: list[str] = []
     for path in paths:
@@ -167,10 +167,10 @@ def main(argv: list[str]) -> None:
     django.setup()
     from django.db import connection
 
+    from common.scripts import contains_cjk
     from devservices.embedding_double import VectorTable
     from embeddings.services import embed_queries
     from embeddings.store import active_space
-    from common.scripts import contains_cjk
 
     space = active_space()
     _, texts, model_documents = knowledge_base(space)

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from .processes import STARTED_HERE, LOG_DIR, RUN_DIR, exclusive_lock, port_is_open, stop_pid, wait_for_port
+from .processes import LOG_DIR, RUN_DIR, STARTED_HERE, exclusive_lock, port_is_open, stop_pid, wait_for_port
 
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("EMBEDDED_EMBEDDING_PORT", "8089"))

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .processes import STARTED_HERE, LOG_DIR, VAR_DIR, ServiceStartError, exclusive_lock, port_is_open, wait_for_port
+from .processes import LOG_DIR, STARTED_HERE, VAR_DIR, ServiceStartError, exclusive_lock, port_is_open, wait_for_port
 
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("EMBEDDED_POSTGRES_PORT", "54329"))

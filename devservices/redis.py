@@ -4,7 +4,17 @@ from __future__ import annotations
 import subprocess
 from urllib.parse import urlsplit
 
-from .processes import STARTED_HERE, LOG_DIR, RUN_DIR, VAR_DIR, ServiceStartError, exclusive_lock, port_is_open, stop_pid, wait_for_port
+from .processes import (
+    LOG_DIR,
+    RUN_DIR,
+    STARTED_HERE,
+    VAR_DIR,
+    ServiceStartError,
+    exclusive_lock,
+    port_is_open,
+    stop_pid,
+    wait_for_port,
+)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 EMBEDDED_PORT = 6390

@@ -138,8 +138,8 @@ def run_background(*, sample_data: str) -> None:
         return
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / "service.log", "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "devservices.run", "--sample-data", sample_data], cwd=REPOSITORY_ROOT, stdout=log,
-                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen([sys.executable, "-m", "devservices.run", "--sample-data", sample_data], cwd=REPOSITORY_ROOT,
+                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     print(f"starting in the background; progress and URLs in {LOG_DIR / 'service.log'}; `make stop` ends it")
 
 

@@ -10,11 +10,11 @@ import psycopg
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
+from .binary_parameters import binary_parameter_cursor, halfvec_binary_rows
 from .cache_statistics import cache_statistics
 from .client import get_client
 from .errors import DimensionMismatch, EmbeddingError
 from .models import EmbeddingSpace, SpaceBuildProgress, Vector
-from .binary_parameters import binary_parameter_cursor, halfvec_binary_rows
 from .store import halfvec_from_binary, text_hash
 
 logger = logging.getLogger(__name__)

@@ -55,7 +55,8 @@ def test_it_starts_postgresql_with_pgvector_and_the_embedding_endpoint(own_servi
 
     embedding_port = environment["EMBEDDED_EMBEDDING_PORT"]
     response = httpx.post(f"http://127.0.0.1:{embedding_port}/v1/embeddings",
-                          json={"model": "multilingual-e5-small-q4", "input": ["无线蓝牙耳机"], "input_type": "passage"})
+                          json={"model": "multilingual-e5-small-q4", "input": ["无线蓝牙耳机"],
+                                "input_type": "passage"})
     assert len(response.json()["data"][0]["embedding"]) == 384
 
 

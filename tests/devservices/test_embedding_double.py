@@ -30,7 +30,8 @@ def test_it_returns_the_same_unit_vector_for_the_same_text(embedding_double):
 def test_lexical_vectors_put_texts_that_share_words_close_and_all_texts_in_one_cone():
     from devservices.embedding_double import run_embedding_double
 
-    texts = ["cotton knitted sweater", "knitted cotton sweater for women", "frozen shrimp", "棉制针织套衫", "棉制针织衫"]
+    texts = ["cotton knitted sweater", "knitted cotton sweater for women", "frozen shrimp", "棉制针织套衫",
+             "棉制针织衫"]
     with run_embedding_double(dimensions=384, geometry="lexical") as double:
         body = post_embeddings(double, {"model": "m", "input": texts, "encoding_format": "base64"})
         vectors = np.stack([np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from embeddings.client import CircuitBreaker, EmbeddingClient
 from devservices.embedding_double import run_embedding_double
+from embeddings.client import CircuitBreaker, EmbeddingClient
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from embeddings.client import CircuitBreaker, EmbeddingClient, split_into_requests
 from devservices.embedding_double import run_embedding_double
+from embeddings.client import CircuitBreaker, EmbeddingClient, split_into_requests
 from embeddings.errors import (
     CircuitOpen,
     EmbeddingRequestRejected,

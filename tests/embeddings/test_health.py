@@ -1,4 +1,5 @@
-"""Health: /healthz (liveness), /readyz (readiness, staff), the embedding_health command, and the worker's refusal to start on a wrong endpoint."""
+"""Health: /healthz (liveness), /readyz (readiness, staff), the embedding_health command, and the worker's refusal
+to start on a wrong endpoint."""
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
-from embeddings.client import reset_client
 from devservices.embedding_double import run_embedding_double
+from embeddings.client import reset_client
 from embeddings.errors import DimensionMismatch
 from embeddings.selectors import check_worker_endpoint
 from embeddings.store import active_space

@@ -16,6 +16,7 @@ from embeddings.profiles import profile_for
 from verifier.embedding_registration import PRODUCT_DESCRIPTIONS as GOLDEN
 from verifier.embedding_registration import PRODUCTS
 
+
 @pytest.fixture(scope="module")
 def real_client() -> EmbeddingClient:
     return EmbeddingClient(base_url=settings.EMBEDDING_BASE_URL, model=settings.EMBEDDING_MODEL,

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from devservices.embedding_double import run_embedding_double
 from embeddings import services
 from embeddings.client import reset_client
-from devservices.embedding_double import run_embedding_double
 from embeddings.errors import EmbeddingError
 from embeddings.models import EmbeddingSpace, SpaceBuildProgress, Vector
 from embeddings.selectors import nearest_neighbours

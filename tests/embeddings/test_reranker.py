@@ -43,7 +43,8 @@ def test_it_sends_the_query_the_documents_the_model_and_the_task_instruction(rer
 def test_it_raises_a_reranker_error_that_says_what_went_wrong(reranker_double, failure, message):
     reranker_double.failure = failure
     with pytest.raises(RerankerError, match=message):
-        RerankerClient(base_url=reranker_double.base_url, model="m").scores(query=QUERY, documents=DOCUMENTS, task="faq")
+        RerankerClient(base_url=reranker_double.base_url, model="m").scores(query=QUERY, documents=DOCUMENTS,
+                                                                          task="faq")
 
 
 def test_it_raises_a_reranker_error_when_nothing_listens():
@@ -53,7 +54,8 @@ def test_it_raises_a_reranker_error_when_nothing_listens():
 
 
 def test_it_asks_nothing_for_no_documents(reranker_double):
-    assert RerankerClient(base_url=reranker_double.base_url, model="m").scores(query=QUERY, documents=[], task="faq") == []
+    client = RerankerClient(base_url=reranker_double.base_url, model="m")
+    assert client.scores(query=QUERY, documents=[], task="faq") == []
     assert reranker_double.requests == []
 
 

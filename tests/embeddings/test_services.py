@@ -140,7 +140,8 @@ def test_it_indexes_documents_and_builds_the_named_index(gateway_on_double):
     space = services.index_documents(corpus="test_products", object_ids=[1, 2], texts=["cotton shirt", "steel bolt"])
     assert Vector.objects.filter(space=space, corpus="test_products").count() == 2
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [f"vector_s{space.id}_test_products_hnsw"])
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+                       [f"vector_s{space.id}_test_products_hnsw"])
         (definition,) = cursor.fetchone()
     assert "hnsw" in definition and "halfvec_cosine_ops" in definition and "halfvec(1024)" in definition
 

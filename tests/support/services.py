@@ -19,8 +19,8 @@ from pathlib import Path
 
 import psycopg
 
-from devservices.processes import port_is_open as devservices_port_is_open
 from devservices.postgres import SUPERUSER, SYSTEM_USER, _binaries, _run_as_owner
+from devservices.processes import port_is_open as devservices_port_is_open
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,7 +207,9 @@ def manage(*arguments: str, environment: dict[str, str], timeout: float = 180) -
     return result
 
 
-def celery_worker(*, environment: dict[str, str], log_path: Path, concurrency: int = 2, name: str = "proof") -> ServiceProcess:
+def celery_worker(
+    *, environment: dict[str, str], log_path: Path, concurrency: int = 2, name: str = "proof",
+) -> ServiceProcess:
     return ServiceProcess(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency",
          str(concurrency), "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",

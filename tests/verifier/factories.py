@@ -4,8 +4,8 @@ from __future__ import annotations
 import io
 import itertools
 
-from verifier.normalization import normalize_description
 from verifier.models import DeclarationBatch, DeclarationItem, HsCode, KnowledgeEntry, Verdict
+from verifier.normalization import normalize_description
 
 _sequence = itertools.count(1)
 

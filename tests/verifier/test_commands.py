@@ -6,7 +6,15 @@ from django.core.management.base import CommandError
 
 from embeddings.models import Vector
 from embeddings.store import active_space
-from verifier.models import KNOWLEDGE_CORPUS, KNOWLEDGE_CORPUS_CJK, DeclarationItem, KnowledgeEntry, Review, RoutingThreshold, Verdict
+from verifier.models import (
+    KNOWLEDGE_CORPUS,
+    KNOWLEDGE_CORPUS_CJK,
+    DeclarationItem,
+    KnowledgeEntry,
+    Review,
+    RoutingThreshold,
+    Verdict,
+)
 
 from .factories import make_item, make_verdict
 

@@ -30,7 +30,8 @@ LABELLED = """id,description,hs_code,language
 3,Electric passenger car,8703,en
 4,###,0101,en
 """
-KEYS = {"n", "top1_2", "top1_4", "top1_6", "top1_6_best", "top1_6_nearest", "top3", "tier_auto", "tier_review", "tier_warning", "auto_precision"}
+KEYS = {"n", "top1_2", "top1_4", "top1_6", "top1_6_best", "top1_6_nearest", "top3", "tier_auto", "tier_review",
+        "tier_warning", "auto_precision"}
 
 
 def live_data_snapshot() -> dict:

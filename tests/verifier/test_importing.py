@@ -16,8 +16,8 @@ from .factories import csv_bytes
 pytestmark = pytest.mark.django_db
 
 ROWS = [
-    {"id": "D-1", "item_no": "1", "description": "无线蓝牙耳机", "hs_code": "8517.62", "quantity": "10", "value": "99.5",
-     "currency": "usd", "origin": "cn", "language": "zh"},
+    {"id": "D-1", "item_no": "1", "description": "无线蓝牙耳机", "hs_code": "8517.62", "quantity": "10",
+     "value": "99.5", "currency": "usd", "origin": "cn", "language": "zh"},
     {"id": "D-1", "item_no": "2", "description": "Bluetooth earphone without cable", "hs_code": "851762",
      "language": "en"},
 ]

@@ -72,7 +72,8 @@ def test_the_migration_moves_existing_cjk_vectors_into_their_own_indexed_corpus(
         chinese = make_hs_code("610910", "棉制针织t恤衫", language="zh").entries.get()
         space = active_space()
         store_vectors(space=space, corpus=KNOWLEDGE_CORPUS, object_ids=[english.pk, chinese.pk],
-                      texts=[english.text, chinese.text], vectors=embedding_double.vectors_for([english.text, chinese.text]))
+                      texts=[english.text, chinese.text],
+                      vectors=embedding_double.vectors_for([english.text, chinese.text]))
         ensure_index(space, KNOWLEDGE_CORPUS)
 
         MigrationExecutor(connection).migrate(after)
@@ -105,7 +106,8 @@ def test_each_part_of_the_search_uses_its_own_hnsw_index(embedding_double):
                                                    vectors=np.ones((1, 384), dtype=np.float32), k=5)
 
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # a two-row table would rather be scanned; an index must be possible
+        # A two-row table would rather be scanned; an index must be possible.
+        cursor.execute("SET LOCAL enable_seqscan = off")
     with binary_parameter_cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, parameters)
         plan = "\n".join(row[0] for row in cursor.fetchall())

@@ -74,7 +74,8 @@ def test_it_loads_a_directory_of_the_chinese_shape_with_heading_notes_as_extra_e
 
     assert [name for name, _ in report.skipped_files] == ["section.csv"]
     assert set(HsCode.objects.values_list("language", flat=True)) == {"zh"}
-    notes = list(KnowledgeEntry.objects.filter(hs_code="0101", hs_code_line__isnull=True).values_list("text", flat=True))
+    notes = list(KnowledgeEntry.objects.filter(hs_code="0101", hs_code_line__isnull=True)
+                 .values_list("text", flat=True))
     assert len(notes) == 1 and notes[0].startswith("本品目包括马")  # the exclusion (斑马, 01.06) is not evidence
     assert KnowledgeEntry.objects.get(hs_code="010129").text.startswith("马、驴、骡: 其他马")
     # Chinese evidence has an index of its own (verifier.models.knowledge_corpus).

@@ -1,4 +1,5 @@
-"""Chapter and heading prototypes: centroids of the knowledge base's vectors, stored per space and mixed into the vote."""
+"""Chapter and heading prototypes: centroids of the knowledge base's vectors, stored per space and mixed into
+the vote."""
 from __future__ import annotations
 
 import numpy as np

@@ -28,7 +28,8 @@ def test_it_records_each_action_in_an_append_only_audit_trail(reviewer):
 
     trail = list(Review.objects.filter(item=item).order_by("id").values_list("action", "from_code", "to_code",
                                                                                  "tier_at_review"))
-    assert trail == [("accept_recommendation", "610910", "620520", "warning"), ("set_code", "620520", "620520", "warning")]
+    assert trail == [("accept_recommendation", "610910", "620520", "warning"),
+                     ("set_code", "620520", "620520", "warning")]
     review = Review.objects.first()
     review.reason = "edited"
     with pytest.raises(ValueError, match="append-only"):

@@ -124,8 +124,8 @@ def test_a_declared_chapter_without_any_line_in_the_knowledge_base_is_not_a_cont
 
 
 def test_contradiction_strength_is_the_gap_over_its_levels_threshold():
-    contradiction = contradiction_of((support(2, "03", 0.0, "85", 0.6, 0.0175), support(4, "0304", 0.0, "8516", 0.3, 0.09)),
-                                     THRESHOLDS)
+    contradiction = contradiction_of(
+        (support(2, "03", 0.0, "85", 0.6, 0.0175), support(4, "0304", 0.0, "8516", 0.3, 0.09)), THRESHOLDS)
 
     assert contradiction.level == 4 and contradiction.strength == pytest.approx(2.0)
 

@@ -33,7 +33,8 @@ def test_the_beat_schedule_sweeps_stuck_items_every_minute():
 def test_the_sweeper_requeues_work_of_a_dead_worker_and_it_gets_verified(knowledge_base, eager_tasks, settings):
     item = make_item(description_raw=knowledge_base["090210"], declared_code="090210")
     claim_items()  # a worker claimed it, then died
-    DeclarationItem.objects.update(claimed_at=timezone.now() - timedelta(seconds=settings.STUCK_WORK_TIMEOUT_SECONDS + 5))
+    stuck_since = timezone.now() - timedelta(seconds=settings.STUCK_WORK_TIMEOUT_SECONDS + 5)
+    DeclarationItem.objects.update(claimed_at=stuck_since)
 
     assert sweep_stuck_items.delay().get() == 1
 
@@ -59,7 +60,8 @@ def test_importing_an_upload_twice_imports_it_once(django_capture_on_commit_call
 
 
 def test_the_sweeper_closes_a_batch_whose_items_are_all_verified():
-    batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.API, status=DeclarationBatch.Status.PROCESSING)
+    batch = DeclarationBatch.objects.create(source=DeclarationBatch.Source.API,
+                                            status=DeclarationBatch.Status.PROCESSING)
     make_item(batch=batch, status=DeclarationItem.Status.VERIFIED)
 
     sweep_stuck_items()
@@ -168,7 +170,8 @@ def test_the_sweeper_leaves_an_import_alone_while_a_worker_holds_it(django_captu
     assert batch.import_attempted_at > an_hour_ago  # re-queued once nobody holds it
 
 
-def test_the_import_task_retries_a_run_that_failed_part_way(eager_tasks, monkeypatch, django_capture_on_commit_callbacks):
+def test_the_import_task_retries_a_run_that_failed_part_way(eager_tasks, monkeypatch,
+                                                            django_capture_on_commit_callbacks):
     from django.db import OperationalError
 
     from verifier import services
