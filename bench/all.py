@@ -138,7 +138,7 @@ def main(argv: list[str]) -> None:
     extra = {"knn": ["--sizes", arguments.knn_sizes]}
     results = [run_benchmark(name, extra_arguments=extra.get(name, []), timeout=arguments.timeout) for name in names]
     machine = machine_description()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     table = results_table(results, machine=machine, date=date)
     if not arguments.json:
         print(table)

@@ -7,8 +7,8 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SERVICE_VAR_DIR", REPOSITORY_ROOT / "var")).resolve()

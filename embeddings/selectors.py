@@ -45,7 +45,7 @@ def nearest_neighbours(
         return []
     sql, parameters = nearest_neighbours_statement(space=space, corpus=corpus, vectors=vectors, k=k)
     with connection.cursor() as cursor:
-        cursor.execute("SET hnsw.ef_search = %s" % max(int(ef_search), k))
+        cursor.execute(f"SET hnsw.ef_search = {max(int(ef_search), k)}")
     with binary_parameter_cursor() as cursor:
         cursor.execute(sql, parameters, prepare=False)
         rows = cursor.fetchall()

@@ -59,7 +59,7 @@ def client_for_space(space: EmbeddingSpace) -> EmbeddingClient:
 
 def input_hash(*, side: str, prepared_input: str) -> bytes:
     """Cache key within a space: the side and the exact text sent (instruction included)."""
-    return hashlib.sha256(f"{side}\n{prepared_input}".encode("utf-8")).digest()
+    return hashlib.sha256(f"{side}\n{prepared_input}".encode()).digest()
 
 
 def embed_texts(

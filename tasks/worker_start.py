@@ -28,7 +28,8 @@ def _refuse_to_start_where_tasks_would_fail(**kwargs) -> None:
     try:
         missing = unapplied_migrations()
     except DatabaseError as error:
-        raise SystemExit(f"worker refused to start: the database is not reachable ({error}); check DATABASE_URL")
+        raise SystemExit(f"worker refused to start: the database is not reachable ({error}); "
+                         "check DATABASE_URL") from error
     if missing:
         raise SystemExit(f"worker refused to start: the database is not migrated ({len(missing)} migrations "
                          f"missing, first {missing[0]}); run `python manage.py migrate`")

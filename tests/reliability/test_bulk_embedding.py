@@ -89,7 +89,7 @@ HEADER = "section,hscode,description,parent,level\n"
 
 
 def nomenclature_csv(tmp_path, lines: int):
-    rows = [f"XI,63,Other made up textile articles,TOTAL,2\n", "XI,6302,Bed linen and toilet linen,63,4\n"]
+    rows = ["XI,63,Other made up textile articles,TOTAL,2\n", "XI,6302,Bed linen and toilet linen,63,4\n"]
     rows += [f"XI,6302{number:02d},Toilet linen of cotton kind {number},6302,6\n" for number in range(10, 10 + lines)]
     path = tmp_path / "hs.csv"
     path.write_text(HEADER + "".join(rows), encoding="utf-8")

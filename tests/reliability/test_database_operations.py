@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 import subprocess
 
-import numpy as np
-
 import httpx
+import numpy as np
 import pytest
 
 from devservices.postgres import _binaries
@@ -69,7 +68,8 @@ def test_it_restores_every_vector_and_its_hnsw_index_from_a_pg_dump_backup(own_p
     literals = ["[" + ",".join(f"{value:.6g}" for value in vector) + "]" for vector in vectors]
     with own_postgres.connect("service") as connection:
         space_id = connection.execute(
-            "INSERT INTO embeddings_embeddingspace (model_name, dimensions, prompt_version, state, created_at, endpoint_url) "
+            "INSERT INTO embeddings_embeddingspace "
+            "(model_name, dimensions, prompt_version, state, created_at, endpoint_url) "
             "VALUES ('backup-test', 64, 'v1', 'retired', now(), '') RETURNING id").fetchone()[0]
         connection.execute(
             "INSERT INTO embeddings_vector (space_id, corpus, object_id, text_hash, embedding) "

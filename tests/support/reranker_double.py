@@ -30,7 +30,7 @@ class RerankerDouble:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
         pass

@@ -152,7 +152,7 @@ def test_it_streams_a_json_array_in_bounded_memory():
 
 
 def test_it_reads_a_bom_file_whose_header_carries_the_bom():
-    data = io.BytesIO(codecs.BOM_UTF8 + "description,hs_code\n绿茶,0902\n".encode("utf-8"))
+    data = io.BytesIO(codecs.BOM_UTF8 + "description,hs_code\n绿茶,0902\n".encode())
 
     rows = list(read_declaration_rows(data, file_name="items.csv"))
 
