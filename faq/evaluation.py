@@ -23,7 +23,13 @@ from embeddings.store import active_space
 
 from . import selectors, services
 from .languages import detect_language
-from .matching import PairHeadModel, best_accuracy_threshold, fit_pair_head, threshold_for_precision
+from .matching import (
+    DEFAULT_COSINE_MARGIN,
+    PairHeadModel,
+    best_accuracy_threshold,
+    fit_pair_head,
+    threshold_for_precision,
+)
 from .matching import array_to_bytes
 from .models import CalibratedThreshold, Faq, PairHead
 
@@ -34,6 +40,8 @@ MATCH_BATCH_SIZE = 50
 # A language pair gets a threshold of its own only when this many questions of the pair calibrated it.
 MIN_QUERIES_PER_LANGUAGE_PAIR = 100
 CROSS_VALIDATION_FOLDS = 5
+# The cosine rule's floor: this quantile of the rightly matched calibration questions' best cosines.
+IN_SCOPE_QUANTILE = 0.05
 # Texts per embedding call: the shared CPU endpoint serves one request at a time, and a big request
 # waiting behind others' outlasts the client's timeout.
 EMBED_CHUNK_SIZE = 64
@@ -123,24 +131,25 @@ def evaluate_faq(*, library_path: str | Path, queries_path: str | Path, save_thr
                 classifier = services.refit_classifier(namespace=namespace)
         result = faq_metrics(matches=matches, expected=expected, external_of=external_of,
                              confidence_threshold=classifier.confidence_threshold if classifier else None,
-                             cosine_threshold=selectors.calibrated_thresholds(space=space, task="faq").get(""))
+                             cosine_threshold=selectors.calibrated_thresholds(space=space, task="faq").get("", (None,))[0])
         result["language_pairs"] = dict(sorted(Counter(
             f"{language}>{match.nearest_language}" for language, match in zip(languages, matches)).items()))
-        calibrated = cosine_threshold_for_precision(matches=matches, expected=expected, external_of=external_of)
-        per_pair = cosine_thresholds_per_language_pair(matches=matches, expected=expected, external_of=external_of,
-                                                       languages=languages)
-        result["calibrated_cosine_threshold"] = calibrated
-        result["calibrated_cosine_thresholds_per_pair"] = per_pair
+        calibrated = calibrate_cosine_rule(matches=matches, expected=expected, external_of=external_of)
+        per_pair = cosine_rules_per_language_pair(matches=matches, expected=expected, external_of=external_of,
+                                                  languages=languages)
+        result["calibrated_cosine_rule"] = {
+            pair: {"cosine": rule[0], "margin": rule[1]} for pair, rule in {"": calibrated, **per_pair}.items()
+            if rule is not None}
         result["cross_validated_cosine_rule"] = cross_validated_cosine_rule(
             matches=matches, expected=expected, external_of=external_of, languages=languages)
         result["reranker"] = settings.RERANKER_MODEL if reranker else None
         if reranker is not None:  # the share the reranker really scored (a failing call keeps the first stage)
             result["reranked"] = round(sum(match.method.endswith("+rerank") for match in matches) / len(matches), 4)
         if save_threshold and calibrated is not None:
-            for pair, value in {"": calibrated, **per_pair}.items():
+            for pair, (value, margin) in {"": calibrated, **per_pair}.items():
                 CalibratedThreshold.objects.update_or_create(
                     space=space, task=CalibratedThreshold.Task.FAQ, language_pair=pair,
-                    defaults={"value": value, "source": f"{library_path} / {queries_path}",
+                    defaults={"value": value, "margin": margin, "source": f"{library_path} / {queries_path}",
                               "metrics": {"target_precision": services.TARGET_ANSWER_PRECISION}},
                 )
         return result
@@ -173,42 +182,64 @@ def faq_metrics(*, matches, expected: list[str], external_of: dict[int, str],
     }
 
 
-def cosine_threshold_for_precision(*, matches, expected: list[str], external_of: dict[int, str]) -> float | None:
-    """The lowest nearest-wording cosine at which the nearest FAQ is right often enough (the cosine rule's
-    threshold, used where a library is too small for the classifier); escalation-labelled queries count as wrong."""
-    scored = [(match.nearest_score, bool(label) and external_of.get(match.nearest_faq_id) == label)
-              for match, label in zip(matches, expected) if match.nearest_score is not None]
-    if not scored:
+def leading_margin(match) -> float | None:
+    """How far the nearest FAQ's best wording leads the next FAQ's (the top-2 margin), or None."""
+    if match.nearest_score is None:
         return None
-    confidence = np.array([score for score, _ in scored])
-    correct = np.array([right for _, right in scored])
-    threshold = threshold_for_precision(confidence, correct, target_precision=services.TARGET_ANSWER_PRECISION)
-    return round(float(threshold), 4)
+    others = [candidate.score for candidate in match.candidates
+              if candidate.faq_id != match.nearest_faq_id and candidate.score is not None]
+    return match.nearest_score - max(others) if others else 1.0
 
 
-def cosine_thresholds_per_language_pair(*, matches, expected: list[str], external_of: dict[int, str],
-                                        languages: list[str]) -> dict[str, float]:
-    """{"en>zh": threshold} for each (question language, nearest wording language) pair with enough questions."""
+def calibrate_cosine_rule(*, matches, expected: list[str], external_of: dict[int, str]) -> tuple[float, float] | None:
+    """(cosine floor, margin) of the cosine rule (used where a library is too small for the classifier).
+
+    With e5 the best cosine says little about whether the nearest FAQ is right (InsuranceQA en>zh: 98% precision
+    only above 0.91, under 1% of questions); how far it leads the next FAQ says much more. So: a floor below
+    which a question is not like the library at all (IN_SCOPE_QUANTILE of the rightly matched questions'
+    cosines), and the lowest margin at which the nearest FAQ is right often enough among questions above it.
+    Escalation-labelled questions (empty faq_id) count as wrong.
+    """
+    rows = [(match.nearest_score, leading_margin(match), bool(label) and external_of.get(match.nearest_faq_id) == label)
+            for match, label in zip(matches, expected) if match.nearest_score is not None]
+    right_scores = [score for score, _, right in rows if right]
+    if not right_scores:
+        return None
+    floor = float(np.quantile(right_scores, IN_SCOPE_QUANTILE))
+    eligible = [(margin, right) for score, margin, right in rows if score >= floor]
+    margin = threshold_for_precision(np.array([m for m, _ in eligible]), np.array([r for _, r in eligible]),
+                                     target_precision=services.TARGET_ANSWER_PRECISION)
+    return round(floor, 4), round(max(float(margin), DEFAULT_COSINE_MARGIN), 4)
+
+
+def cosine_rules_per_language_pair(*, matches, expected: list[str], external_of: dict[int, str],
+                                   languages: list[str]) -> dict[str, tuple[float, float]]:
+    """{"en>zh": (floor, margin)} for each (question language, nearest wording language) pair with enough questions."""
     pairs = [f"{language}>{match.nearest_language}" for language, match in zip(languages, matches)]
-    thresholds = {}
+    rules = {}
     for pair, count in Counter(pairs).items():
         if count < MIN_QUERIES_PER_LANGUAGE_PAIR or pair.endswith(">None"):
             continue
         rows = [position for position, value in enumerate(pairs) if value == pair]
-        value = cosine_threshold_for_precision(matches=[matches[p] for p in rows], expected=[expected[p] for p in rows],
-                                               external_of=external_of)
-        if value is not None:
-            thresholds[pair] = value
-    return thresholds
+        rule = calibrate_cosine_rule(matches=[matches[p] for p in rows], expected=[expected[p] for p in rows],
+                                     external_of=external_of)
+        if rule is not None:
+            rules[pair] = rule
+    return rules
+
+
+def cosine_rule_answers(match, rule: tuple[float, float] | None) -> bool:
+    margin = leading_margin(match)
+    return rule is not None and margin is not None and match.nearest_score >= rule[0] and margin >= rule[1]
 
 
 def cross_validated_cosine_rule(*, matches, expected: list[str], external_of: dict[int, str],
                                 languages: list[str], folds: int = CROSS_VALIDATION_FOLDS) -> dict:
-    """What a cosine threshold calibrated on labelled questions answers on questions it never saw.
+    """What the cosine rule calibrated on labelled questions answers on questions it never saw.
 
-    Each fold's questions are answered (nearest FAQ, best wording cosine at or above the threshold)
-    with the thresholds (overall and per language pair) calibrated on the other folds: the honest
-    estimate of answered share and precision for a library calibrated on its own questions.
+    Each fold's questions are answered (nearest FAQ, under its floor and margin) with the rules (overall
+    and per language pair) calibrated on the other folds: the honest estimate of answered share and
+    precision for a library calibrated on its own questions.
     """
     positions = np.arange(len(matches))
     fold_of = positions % folds
@@ -217,12 +248,11 @@ def cross_validated_cosine_rule(*, matches, expected: list[str], external_of: di
         train = positions[fold_of != fold]
         subset = dict(matches=[matches[p] for p in train], expected=[expected[p] for p in train],
                       external_of=external_of)
-        overall = cosine_threshold_for_precision(**subset)
-        per_pair = cosine_thresholds_per_language_pair(**subset, languages=[languages[p] for p in train])
+        overall = calibrate_cosine_rule(**subset)
+        per_pair = cosine_rules_per_language_pair(**subset, languages=[languages[p] for p in train])
         for position in positions[fold_of == fold]:
             match = matches[position]
-            threshold = per_pair.get(f"{languages[position]}>{match.nearest_language}", overall)
-            if threshold is None or match.nearest_score is None or match.nearest_score < threshold:
+            if not cosine_rule_answers(match, per_pair.get(f"{languages[position]}>{match.nearest_language}", overall)):
                 continue
             answered += 1
             correct += bool(expected[position]) and external_of.get(match.nearest_faq_id) == expected[position]

@@ -215,6 +215,9 @@ class CalibratedThreshold(models.Model):
     # cross-lingual precision differs from the rest (faq.selectors.cosine_threshold_for_pair).
     language_pair = models.CharField(max_length=33, blank=True, default="")
     value = models.FloatField()
+    # FAQ cosine rule: how far the best FAQ must lead the second (calibrated with `value` as its floor);
+    # null: faq.matching.DEFAULT_COSINE_MARGIN.
+    margin = models.FloatField(null=True, blank=True)
     source = models.CharField(max_length=300, blank=True)  # the data set it was calibrated on
     metrics = models.JSONField(default=dict)
     calibrated_at = models.DateTimeField(auto_now=True)

@@ -22,6 +22,7 @@ from embeddings.store import active_space
 
 from .matching import (
     CLASSIFIER_COSINE_ALLOWANCE,
+    DEFAULT_COSINE_MARGIN,
     LinearClassifier,
     Match,
     PairHeadModel,
@@ -67,27 +68,30 @@ def threshold_for(*, space: EmbeddingSpace, task: str) -> float:
     model family (faq.embedding_registration): the searched space's model, not the configured client's, whose
     scale differs during a model switch."""
     calibrated = calibrated_thresholds(space=space, task=task).get("")
-    return calibrated if calibrated is not None else default_thresholds_for(space.model_name)[task]
+    return calibrated[0] if calibrated is not None else default_thresholds_for(space.model_name)[task]
 
 
-def calibrated_thresholds(*, space: EmbeddingSpace, task: str) -> dict[str, float]:
-    """{language pair ("" for all questions, "en>zh" for English questions finding Chinese wordings): value}
-    calibrated for this space; empty when nobody calibrated it."""
+def calibrated_thresholds(*, space: EmbeddingSpace, task: str) -> dict[str, tuple[float, float | None]]:
+    """{language pair ("" for all questions, "en>zh" for English questions finding Chinese wordings):
+    (value, margin)} calibrated for this space; empty when nobody calibrated it."""
     key = (space.id, task)
     cached = _threshold_cache.get(key)
     if cached is not None and time.monotonic() - cached[1] < THRESHOLD_CACHE_SECONDS:
         return cached[0]
-    values = {pair: float(value) for pair, value in CalibratedThreshold.objects.filter(space=space, task=task)
-              .values_list("language_pair", "value")}
+    values = {pair: (float(value), margin) for pair, value, margin
+              in CalibratedThreshold.objects.filter(space=space, task=task)
+              .values_list("language_pair", "value", "margin")}
     _threshold_cache[key] = (values, time.monotonic())
     return values
 
 
-def cosine_threshold_for_pair(thresholds: dict[str, float], *, question_language: str,
-                              wording_language: str | None) -> float | None:
-    """The cosine rule's threshold for a question of one language whose best wording is in another:
-    that pair's where it was calibrated, else the space's; None (never answer by cosine) when neither was."""
-    return thresholds.get(f"{question_language}>{wording_language}", thresholds.get(""))
+def cosine_threshold_for_pair(thresholds: dict[str, tuple[float, float | None]], *, question_language: str,
+                              wording_language: str | None) -> tuple[float | None, float]:
+    """The cosine rule's (threshold, margin) for a question of one language whose best wording is in another:
+    that pair's where it was calibrated, else the space's; threshold None (never answer by cosine) when
+    neither was."""
+    value, margin = thresholds.get(f"{question_language}>{wording_language}", thresholds.get("", (None, None)))
+    return value, margin if margin is not None else DEFAULT_COSINE_MARGIN
 
 
 def centred_questions(*, space: EmbeddingSpace, namespace: str, questions: list[str],
@@ -196,11 +200,9 @@ def match_vectors(
     for position, row in enumerate(neighbours):
         known = [n for n in row if n.object_id in faq_of_wording]
         nearest_language = language_of_wording[known[0].object_id] if known else None
-        thresholds = Thresholds(
-            cosine=cosine_threshold_for_pair(calibrated, question_language=languages[position] if languages else "",
-                                             wording_language=nearest_language),
-            classifier_cosine_floor=fallback_floor,
-        )
+        cosine, margin = cosine_threshold_for_pair(
+            calibrated, question_language=languages[position] if languages else "", wording_language=nearest_language)
+        thresholds = Thresholds(cosine=cosine, cosine_margin=margin, classifier_cosine_floor=fallback_floor)
         matches.append(decide(
             scores=best_score_per_faq(row, faq_of_wording),
             probabilities=probabilities[position] if probabilities is not None else None,

@@ -60,7 +60,7 @@ def test_it_evaluates_a_library_without_touching_the_live_faqs(faq_library, tmp_
     assert result["n"] == 3 and result["top1"] == 1.0 and result["top3"] == 1.0
     assert 0 < result["answered"] <= 1 and result["answered_precision"] == 1.0
     assert result["escalated_when_expected"] == 1.0
-    assert 0 < result["calibrated_cosine_threshold"] <= 1
+    assert 0 < result["calibrated_cosine_rule"][""]["cosine"] <= 1
     assert Faq.objects.count() == len(faq_library)
     assert Vector.objects.filter(corpus=LIVE_CORPUS).count() == live_vectors
     assert Vector.objects.count() == live_vectors

@@ -157,3 +157,22 @@ def test_the_cosine_rule_never_answers_without_a_calibrated_threshold():
     match = decide(scores={1: 0.99, 2: 0.50}, probabilities=None, classifier=None,
                    thresholds=Thresholds(cosine=None), top_k=2)
     assert match.best.faq_id == 1 and not match.answered
+
+
+def test_the_cosine_rule_is_calibrated_on_the_lead_over_the_next_faq_where_the_cosine_says_little():
+    from faq.evaluation import calibrate_cosine_rule, cosine_rule_answers
+    from faq.matching import Candidate, Match
+
+    def match(best: float, runner_up: float) -> Match:
+        return Match(candidates=[Candidate(faq_id=1, score=best, confidence=best),
+                                 Candidate(faq_id=2, score=runner_up, confidence=runner_up)],
+                     answered=False, method="cosine", nearest_faq_id=1, nearest_score=best)
+
+    # Right and wrong nearest FAQs have the same cosines; only the right ones lead clearly.
+    right = [match(0.80 + 0.001 * n, 0.70) for n in range(50)]
+    wrong = [match(0.80 + 0.001 * n, 0.795) for n in range(50)]
+    floor, margin = calibrate_cosine_rule(matches=right + wrong, expected=["a"] * 50 + ["b"] * 50,
+                                          external_of={1: "a", 2: "b"})
+    assert floor <= 0.81 and 0.01 <= margin <= 0.11
+    assert all(cosine_rule_answers(m, (floor, margin)) for m in right[5:])
+    assert not any(cosine_rule_answers(m, (floor, margin)) for m in wrong)
