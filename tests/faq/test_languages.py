@@ -278,3 +278,8 @@ def test_a_library_asked_in_its_own_language_only_stays_raw_until_another_langua
     assert not np.allclose(stored[ids.index(hours)], raw_hours[0], atol=1e-2)
     match = selectors.match_questions(questions=["几点开门？"])[0]
     assert match.best.faq_id == Faq.objects.get(external_id="hours").id
+
+
+def test_an_expired_or_wrong_link_gets_a_page_in_the_customers_language(client, db):
+    response = client.get("/ask/not-a-token/", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert response.status_code == 404 and "此页面不存在" in response.content.decode()
