@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from .models import EmbeddingSpace, LanguageMean
 
 # Traffic moves a mean as a running average over at most this many vectors: old questions fade
-# (a new product line changes what customers ask) while one odd question barely moves it.
+# (what is asked changes over time) while one odd query barely moves it.
 MAX_RUNNING_COUNT = 5000
 # A mean learned from fewer vectors is mostly their content, not their language (centring two texts by
 # their own mean makes them opposite): below this a language's vectors stay as they are.
