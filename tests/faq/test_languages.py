@@ -283,3 +283,18 @@ def test_a_library_asked_in_its_own_language_only_stays_raw_until_another_langua
 def test_an_expired_or_wrong_link_gets_a_page_in_the_customers_language(client, db):
     response = client.get("/ask/not-a-token/", HTTP_ACCEPT_LANGUAGE="zh-CN")
     assert response.status_code == 404 and "此页面不存在" in response.content.decode()
+
+
+def test_the_sample_library_as_make_run_loads_it_answers_in_english_and_not_a_loose_match(sample_library, capsys):
+    """The issue's first look: `make run` calibrates the sample library on its labelled questions."""
+    from django.core.management import BaseCommand
+
+    from sample_data.management.commands.load_sample_data import calibrate_sample_faq_threshold
+
+    calibrate_sample_faq_threshold(BaseCommand())
+    selectors._threshold_cache.clear()
+    refund = services.submit_inquiry(question="How long does it take to get my refund back?")
+    assert refund.matched_faq_id == sample_library["refund-time"].id
+    assert refund.matched_faq.answer_in(refund.language)[1] == "en"
+    parcel = services.submit_inquiry(question="Where is my parcel, the tracking has not updated")
+    assert parcel.matched_faq is None and parcel.status == Inquiry.Status.RECEIVED
