@@ -90,6 +90,13 @@ def learn_means(*, space: EmbeddingSpace, scope: str, side: str, vectors: np.nda
     if len(vectors) == 0:
         return
     incoming = means_of(vectors, languages)
+    # A language seen for the first time gets an empty row first (a concurrent first learner waits on the
+    # unique index, then skips): the update below always finds its rows, and two learners add up.
+    LanguageMean.objects.bulk_create(
+        [LanguageMean(space=space, scope=scope, side=side, language=language, mean=_to_bytes(np.zeros_like(mean)),
+                      sample_count=0) for language, (mean, _) in incoming.items()],
+        ignore_conflicts=True,
+    )
     # Lock the rows this update reads and writes (constraint language_mean_unique serves the lookup).
     with connection.cursor() as cursor:
         cursor.execute(

@@ -61,3 +61,33 @@ def test_traffic_moves_the_query_mean_as_a_running_average(monkeypatch):
     mean, _ = centring.language_means(space=space, scope="s", side="query")["en"]
     assert np.allclose(mean, [0.75, 0.25, 0])
     assert LanguageMean.objects.filter(scope="s", side="document").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_learners_of_a_language_at_once_both_count():
+    import threading
+
+    from django.db import connection
+
+    space = active_space()
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def learn(direction: list[float]) -> None:
+        try:
+            barrier.wait()
+            centring.learn_means(space=space, scope="race", side="query",
+                                 vectors=np.tile(np.array(direction, dtype=np.float32), (3, 1)), languages=["zh"] * 3)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=learn, args=(d,)) for d in ([1, 0], [0, 1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    mean, count = centring.language_means(space=space, scope="race", side="query")["zh"]
+    assert count == 6 and np.allclose(mean, [0.5, 0.5])
