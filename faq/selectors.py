@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import CharField, Count, Exists, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Lower
+from django.db.models import CharField, Count, Exists, F, Func, OuterRef, Q, QuerySet, Value, Window
+from django.db.models.functions import Lower, RowNumber
 
 from embeddings import centring
 from embeddings.models import EmbeddingSpace, LanguageMean
@@ -328,16 +328,16 @@ def normalised_question() -> Func:
 
 def inbox_inquiries() -> QuerySet[Inquiry]:
     """Escalated or unhelpful inquiries (index inquiry_needs_staff_idx), one row per repeated question:
-    the newest asking, with `asked` = how many times it was asked; most common topic first, then newest."""
-    same_question = (Inquiry.objects.filter(NEEDS_STAFF).annotate(normalised=normalised_question())
-                     .filter(normalised=OuterRef("normalised")))
-    asked = same_question.order_by().values("normalised").annotate(n=Count("*")).values("n")
-    newer = same_question.filter(Q(created_at__gt=OuterRef("created_at"))
-                                 | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id")))
+    the newest asking, with `asked` = how many times it was asked; most common topic first, then newest.
+
+    Window functions over the normalised question: each question is normalised once, not once per pair.
+    """
+    by_question = {"partition_by": [F("normalised")]}
     return (
         Inquiry.objects.filter(NEEDS_STAFF).annotate(normalised=normalised_question())
-        .filter(~Exists(newer))
-        .annotate(asked=Subquery(asked, output_field=IntegerField()))
+        .annotate(asked=Window(Count("id"), **by_question),
+                  newest_first=Window(RowNumber(), order_by=[F("created_at").desc(), F("id").desc()], **by_question))
+        .filter(newest_first=1)
         .select_related("matched_faq", "topic_cluster")
         .order_by(F("topic_cluster__size").desc(nulls_last=True), "-created_at")
     )

@@ -46,3 +46,14 @@ def test_confidences_have_two_decimals_and_suggestions_are_links(client, staff_u
     detail = client.get(f"/admin/faq/inboxinquiry/{inquiry.id}/change/").content.decode()
     assert f'<li><a href="/admin/faq/faq/{phone.id}/change/">{phone.question}</a> (0.84)</li>' in detail
     assert "[{&quot;faq_id&quot;" not in detail
+
+
+def test_the_inbox_sorts_by_every_column(client, staff_user, faq_library):
+    for question in ("Can I pay by gift card?", "can i pay by gift card", "Do you ship to Norway?"):
+        Inquiry.objects.create(question=question, status=Inquiry.Status.ESCALATED, match_confidence=0.5)
+    client.force_login(staff_user)
+    for column in range(1, 11):
+        for order in (str(column), f"-{column}"):
+            response = client.get("/admin/faq/inboxinquiry/", {"o": order})
+            assert response.status_code == 200, order
+            assert response.content.decode().count('name="_selected_action"') == 2
