@@ -343,13 +343,6 @@ def inbox_inquiries() -> QuerySet[Inquiry]:
     )
 
 
-def same_question_inquiries(inquiry: Inquiry) -> QuerySet[Inquiry]:
-    """Every inbox inquiry asking what this one asks (inbox_inquiries groups them under one row)."""
-    return (Inquiry.objects.filter(NEEDS_STAFF).annotate(normalised=normalised_question())
-            .filter(normalised=Inquiry.objects.filter(id=inquiry.id).annotate(normalised=normalised_question())
-                    .values("normalised")[:1]))
-
-
 @dataclass(frozen=True)
 class MissingTranslation:
     faq_id: int
