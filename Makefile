@@ -29,11 +29,11 @@ stop:
 status:
 	$(BIN)/python -m devservices status
 
-## Headless Chromium and its driver for the browser tests (Debian packages; needs root or sudo).
+## Headless Chromium, its driver and CJK fonts for the browser tests (Debian packages; needs root or sudo).
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && dpkg -s fonts-noto-cjk >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; }
 
 ## Install what is missing and run the whole test suite against real services.
 test: $(STAMP) browser
