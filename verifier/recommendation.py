@@ -32,7 +32,7 @@ from embeddings.selectors import nearest_neighbours, stored_vectors
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
-from .models import KNOWLEDGE_CORPORA
+from .models import KNOWLEDGE_CORPORA, KnowledgeEntry
 from .prototypes import prototype_similarities
 
 LEVELS = (2, 4, 6)
@@ -182,17 +182,22 @@ def find_evidence(
         evidence_lists.append(evidence)
     if declared_codes is not None:
         for evidence, declared in zip(evidence_lists, declared_evidence(space=space, vectors=vectors,
-                                                                        declared_codes=declared_codes)):
+                                                                        declared_codes=declared_codes,
+                                                                        neighbours=evidence_lists)):
             evidence.extend(declared)
     return evidence_lists
 
 
-def declared_evidence(*, space, vectors: np.ndarray, declared_codes: list[str]) -> list[list[Evidence]]:
+def declared_evidence(
+    *, space, vectors: np.ndarray, declared_codes: list[str], neighbours: list[list[Evidence]] | None = None,
+) -> list[list[Evidence]]:
     """For each query vector, the closest knowledge line under its declared code at 2, 4 and 6 digits.
 
-    The nearest-neighbour search may not reach the declared code's lines at all (a wrong code's
-    lines are far away), so they are scanned exactly: the lines of the declared chapters are read
-    once per batch and compared in numpy, chapter by chapter.
+    The nearest-neighbour search may not reach the declared code's lines at all (a wrong code's lines
+    are far away), so the nomenclature lines of the declared chapters are scanned exactly: read once per
+    batch and compared in numpy, chapter by chapter. Approved references under the declared code count
+    where they are among the item's nearest neighbours: scanning every reference of a chapter would
+    grow with the knowledge base (100,000 references are ~1,000 per chapter), the nomenclature does not.
     """
     results: list[list[Evidence]] = [[] for _ in declared_codes]
     by_chapter: dict[str, list[int]] = defaultdict(list)
@@ -201,18 +206,26 @@ def declared_evidence(*, space, vectors: np.ndarray, declared_codes: list[str]) 
             by_chapter[code[:2]].append(position)
     if not by_chapter:
         return results
+    winners: dict[tuple[int, int], tuple[int, float]] = {}
+    for position, found in enumerate(neighbours or []):
+        declared = declared_codes[position]
+        for item in found:
+            if item.source == PROTOTYPE_SOURCE or not declared:
+                continue
+            for level in LEVELS:
+                if len(declared) >= level and item.code.startswith(declared[:level]):
+                    if (position, level) not in winners or item.score > winners[(position, level)][1]:
+                        winners[(position, level)] = (item.entry_id, item.score)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id, hs_code FROM verifier_knowledgeentry WHERE chapter = ANY(%s)", [list(by_chapter)])
+        cursor.execute("SELECT id, hs_code FROM verifier_knowledgeentry WHERE chapter = ANY(%s) AND source = %s",
+                       [list(by_chapter), KnowledgeEntry.Source.NOMENCLATURE])
         code_of = dict(cursor.fetchall())
     entry_ids, matrix = stored_vectors(space=space, corpus=KNOWLEDGE_CORPORA, object_ids=list(code_of))
-    if not entry_ids:
-        return results
     line_codes = np.array([code_of[entry_id] for entry_id in entry_ids])
     # Rounded as the index stores and compares them (halfvec), so that a line's score here equals its score there.
     queries = np.asarray(vectors, dtype=np.float32).astype(np.float16).astype(np.float32)
-    winners: dict[tuple[int, int], tuple[int, float]] = {}
     for chapter, positions in by_chapter.items():
-        in_chapter = np.flatnonzero(np.char.startswith(line_codes, chapter))
+        in_chapter = np.flatnonzero(np.char.startswith(line_codes, chapter)) if entry_ids else np.array([], dtype=int)
         if not len(in_chapter):
             continue
         scores = queries[positions] @ matrix[in_chapter].T
@@ -226,9 +239,13 @@ def declared_evidence(*, space, vectors: np.ndarray, declared_codes: list[str]) 
                 if not len(under):
                     break
                 best = under[np.argmax(scores[row, under])]
-                winners[(position, level)] = (entry_ids[in_chapter[best]], float(scores[row, best]))
+                score = float(scores[row, best])
+                if (position, level) not in winners or score > winners[(position, level)][1]:
+                    winners[(position, level)] = (entry_ids[in_chapter[best]], score)
     entries = _entries_by_id({entry_id for entry_id, _ in winners.values()})
     for (position, level), (entry_id, score) in sorted(winners.items()):
+        if entry_id not in entries:  # deleted since it was indexed
+            continue
         code, source, language, text = entries[entry_id]
         results[position].append(Evidence(entry_id=entry_id, code=code, source=f"{DECLARED_SOURCE}{level}",
                                           language=language, score=score, text=text))

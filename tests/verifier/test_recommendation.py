@@ -93,3 +93,24 @@ def test_it_keeps_the_evidence_best_first_and_serialises_to_json():
     assert stored["code"] == recommendation.code
     assert stored["evidence"][0]["code"] == "010121"
     assert stored["alternatives"][0]["share"] > 0
+
+
+@pytest.mark.django_db
+def test_an_approved_reference_among_the_neighbours_counts_as_the_declared_codes_own_evidence():
+    from embeddings.models import EmbeddingSpace
+    from verifier.models import KnowledgeEntry
+    from verifier.recommendation import Evidence, declared_evidence
+
+    space = EmbeddingSpace.objects.create(model_name="intfloat/multilingual-e5-small", dimensions=4,
+                                          prompt_version="e5-query-passage-v1")
+    reference = KnowledgeEntry.objects.create(source=KnowledgeEntry.Source.REFERENCE, hs_code="85171300",
+                                              chapter="85", text="smartphone 5g", display_text="Smartphone 5G")
+    neighbours = [[Evidence(reference.pk, "85171300", "reference", "en", 0.97, "Smartphone 5G"),
+                   Evidence(0, "85", "prototype", "", 0.99, "")]]
+
+    found = declared_evidence(space=space, vectors=[[1.0, 0.0, 0.0, 0.0]], declared_codes=["851713"],
+                              neighbours=neighbours)
+
+    # No nomenclature line is loaded: the reference is the closest line at every level, prototypes never are.
+    assert [(item.source, item.entry_id, item.score) for item in found[0]] == [
+        ("declared_2", reference.pk, 0.97), ("declared_4", reference.pk, 0.97), ("declared_6", reference.pk, 0.97)]
