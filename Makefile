@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run start stop status test bench install clean browser
+.PHONY: run start stop status lint test bench install clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -35,8 +35,12 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; }
 
-## Install what is missing and run the whole test suite against real services.
-test: $(STAMP) browser
+## Lint (ruff.toml): no findings allowed.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## Install what is missing, lint, and run the whole test suite against real services.
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -72,7 +72,8 @@ def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
         return None
     scheme = raw.split("://", 1)[0] if "://" in raw else ""
     if scheme not in schemes:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}")
+        prefixes = ", ".join(scheme + "://" for scheme in schemes)
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a URL starting with one of {prefixes}")
     return raw.strip()
 
 

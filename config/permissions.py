@@ -39,5 +39,6 @@ def api_permission(*permissions: str) -> type[BasePermission]:
         def has_permission(self, request, view) -> bool:
             return bool(request.user and request.user.is_authenticated and request.user.has_perms(permissions))
 
-    HasPermissions.__name__ = HasPermissions.__qualname__ = "Has_" + "_and_".join(p.replace(".", "_") for p in permissions)
+    name = "Has_" + "_and_".join(permission.replace(".", "_") for permission in permissions)
+    HasPermissions.__name__ = HasPermissions.__qualname__ = name
     return HasPermissions

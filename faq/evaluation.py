@@ -26,11 +26,11 @@ from .languages import detect_language
 from .matching import (
     DEFAULT_COSINE_MARGIN,
     PairHeadModel,
+    array_to_bytes,
     best_accuracy_threshold,
     fit_pair_head,
     threshold_for_precision,
 )
-from .matching import array_to_bytes
 from .models import CalibratedThreshold, Faq, PairHead
 
 # Questions matched per step. After each step their vectors are folded into the query-side language means,
@@ -129,9 +129,10 @@ def evaluate_faq(*, library_path: str | Path, queries_path: str | Path, save_thr
             # What the worker's minute sweep does live: centring starts once a second language is usable.
             if services.recentre_library(namespace=namespace, space=space) and classifier is not None:
                 classifier = services.refit_classifier(namespace=namespace)
+        cosine_threshold = selectors.calibrated_thresholds(space=space, task="faq").get("", (None,))[0]
         result = faq_metrics(matches=matches, expected=expected, external_of=external_of,
                              confidence_threshold=classifier.confidence_threshold if classifier else None,
-                             cosine_threshold=selectors.calibrated_thresholds(space=space, task="faq").get("", (None,))[0])
+                             cosine_threshold=cosine_threshold)
         result["language_pairs"] = dict(sorted(Counter(
             f"{language}>{match.nearest_language}" for language, match in zip(languages, matches)).items()))
         calibrated = calibrate_cosine_rule(matches=matches, expected=expected, external_of=external_of)

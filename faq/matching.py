@@ -160,7 +160,8 @@ def decide(
             faq_id = classifier.faq_ids[position]
             if allowed_faq_ids is not None and faq_id not in allowed_faq_ids:
                 continue
-            candidates.append(Candidate(faq_id=faq_id, score=scores.get(faq_id), confidence=float(probabilities[position])))
+            candidates.append(Candidate(faq_id=faq_id, score=scores.get(faq_id),
+                                        confidence=float(probabilities[position])))
             if len(candidates) == top_k:
                 break
         # FAQs added since the fit are unknown to the classifier; they still compete by cosine.
@@ -179,7 +180,8 @@ def decide(
             and best.confidence >= classifier.confidence_threshold
             and (best.score or -1.0) >= thresholds.floor_for(classifier)
         )
-        return Match(candidates=candidates, answered=answered, method="classifier", nearest_faq_id=nearest, nearest_score=nearest_score)
+        return Match(candidates=candidates, answered=answered, method="classifier", nearest_faq_id=nearest,
+                     nearest_score=nearest_score)
     candidates = [
         Candidate(faq_id=faq_id, score=score, confidence=score)
         for faq_id, score in scores.items()

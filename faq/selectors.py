@@ -20,6 +20,7 @@ from embeddings.selectors import nearest_neighbours
 from embeddings.services import embed_queries
 from embeddings.store import active_space
 
+from .languages import detect_language
 from .matching import (
     CLASSIFIER_COSINE_ALLOWANCE,
     DEFAULT_COSINE_MARGIN,
@@ -32,7 +33,6 @@ from .matching import (
     best_score_per_faq,
     decide,
 )
-from .languages import detect_language
 from .models import (
     LIVE_NAMESPACE,
     CalibratedThreshold,
@@ -133,7 +133,9 @@ def current_classifier(*, space: EmbeddingSpace, namespace: str) -> LinearClassi
     return classifier
 
 
-def match_questions(*, questions: list[str], namespace: str = LIVE_NAMESPACE, top_k: int = DEFAULT_TOP_K) -> list[Match]:
+def match_questions(
+    *, questions: list[str], namespace: str = LIVE_NAMESPACE, top_k: int = DEFAULT_TOP_K,
+) -> list[Match]:
     """Best FAQs for each question, one embedding call and one neighbour query for the batch.
 
     Raises embeddings.errors.EmbeddingError when the endpoint is down.

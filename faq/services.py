@@ -19,8 +19,8 @@ from common.queueing import queue_on_commit
 from embeddings import centring
 from embeddings.errors import EmbeddingError
 from embeddings.models import EmbeddingSpace, LanguageMean
-from embeddings.services import embed_documents, embed_queries, index_documents
 from embeddings.selectors import objects_without_current_vector, stored_vectors
+from embeddings.services import embed_documents, embed_queries, index_documents
 from embeddings.store import active_space, drop_corpus, store_vectors
 
 from . import selectors
@@ -220,7 +220,8 @@ def index_wordings(*, namespace: str = LIVE_NAMESPACE, limit: int = 100_000) -> 
             break
         ids, texts = [row[0] for row in batch], [row[1] for row in batch]
         if namespace == LIVE_NAMESPACE:
-            # Centred by the corpus's prepare_vectors (faq.embedding_registration); also written into a space being built.
+            # Centred by the corpus's prepare_vectors (faq.embedding_registration); also written into a space
+            # being built.
             index_documents(corpus=corpus, object_ids=ids, texts=texts)
         else:
             vectors = centred_wording_vectors(space, ids, embed_documents(texts, space=space), namespace=namespace)
@@ -334,7 +335,8 @@ def refit_classifier(*, namespace: str = LIVE_NAMESPACE, force: bool = False) ->
         return current
     counts = selectors.wordings_per_faq(namespace=namespace)
     usable = {faq_id: n for faq_id, n in counts.items() if n > 0}
-    if len(usable) < MIN_FAQS_FOR_CLASSIFIER or sum(usable.values()) / len(usable) < MIN_WORDINGS_PER_FAQ_FOR_CLASSIFIER:
+    if (len(usable) < MIN_FAQS_FOR_CLASSIFIER
+            or sum(usable.values()) / len(usable) < MIN_WORDINGS_PER_FAQ_FOR_CLASSIFIER):
         FaqClassifier.objects.filter(space=space, namespace=namespace).delete()
         return None
     wording_ids, faq_ids, vectors = wording_vectors(namespace=namespace, space_id=space.id)

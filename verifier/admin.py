@@ -6,9 +6,9 @@ are never shown. All declarant text is rendered through templates (escaped).
 from __future__ import annotations
 
 from django import forms
-from django.db.models import F
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.db.models import F
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse

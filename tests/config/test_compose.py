@@ -30,7 +30,8 @@ def test_it_gives_every_app_service_all_settings_and_production_mode():
         environment = environment_list(services()[name])
         assert APP_SETTINGS <= set(environment), name
         assert environment["DEBUG"] == "false"
-        assert environment["DATABASE_URL"] == "postgres://service:" + REQUIRED["POSTGRES_PASSWORD"] + "@postgres:5432/service"
+        assert environment["DATABASE_URL"] == ("postgres://service:" + REQUIRED["POSTGRES_PASSWORD"]
+                                               + "@postgres:5432/service")
 
 
 @pytest.mark.parametrize("variable", sorted(REQUIRED))
@@ -51,7 +52,8 @@ def test_it_pins_every_image_and_runs_postgresql_18_with_pgvector_084_or_later()
             image = service["image"]
             assert ":" in image and not image.endswith((":latest", ":stable")), f"{name}: {image} is not pinned"
             assert re.search(r":v?\d", image), f"{name}: {image} names no version"
-    pgvector, postgres = re.fullmatch(r"pgvector/pgvector:(\d+\.\d+\.\d+)-pg(\d+)", services()["postgres"]["image"]).groups()
+    pgvector, postgres = re.fullmatch(r"pgvector/pgvector:(\d+\.\d+\.\d+)-pg(\d+)",
+                                      services()["postgres"]["image"]).groups()
     assert tuple(map(int, pgvector.split("."))) >= (0, 8, 4) and postgres == "18"
 
 

@@ -80,6 +80,7 @@ def test_importing_the_settings_starts_no_process(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert f":{ports['EMBEDDED_POSTGRES_PORT']}/" in result.stdout and f":{ports['EMBEDDED_EMBEDDING_PORT']}/" in result.stdout
+    assert f":{ports['EMBEDDED_POSTGRES_PORT']}/" in result.stdout
+    assert f":{ports['EMBEDDED_EMBEDDING_PORT']}/" in result.stdout
     assert not any(port_is_open(port) for port in ports.values())
     assert not (tmp_path / "var" / "postgres").exists()

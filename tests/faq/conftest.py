@@ -16,12 +16,12 @@ from faq.models import CalibratedThreshold, Faq, FaqTranslation
 E5_FAQ_THRESHOLD = 0.85
 
 LIBRARY_ROWS = [
-    {"faq_id": "phone", "question": "如何修改绑定的手机号码", "answer": "登录后进入“账户设置 > 手机号”，验证旧号码后即可更换。",
-     "category": "account", "language": "zh"},
-    {"faq_id": "shipping", "question": "订单超过48小时未发货怎么办", "answer": "请在订单详情页点击“催发货”，我们会在24小时内处理。",
-     "category": "orders", "language": "zh"},
-    {"faq_id": "password", "question": "How do I reset my password?", "answer": "Use 'Forgot password' on the sign-in page.",
-     "category": "account", "language": "en"},
+    {"faq_id": "phone", "question": "如何修改绑定的手机号码",
+     "answer": "登录后进入“账户设置 > 手机号”，验证旧号码后即可更换。", "category": "account", "language": "zh"},
+    {"faq_id": "shipping", "question": "订单超过48小时未发货怎么办",
+     "answer": "请在订单详情页点击“催发货”，我们会在24小时内处理。", "category": "orders", "language": "zh"},
+    {"faq_id": "password", "question": "How do I reset my password?",
+     "answer": "Use 'Forgot password' on the sign-in page.", "category": "account", "language": "en"},
     {"faq_id": "hours", "question": "What are your opening hours?", "answer": "Monday to Saturday, 9:00 to 18:00.",
      "category": "general", "language": "en"},
     {"faq_id": "refund", "question": "How can I get a refund for a returned item?",

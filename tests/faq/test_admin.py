@@ -28,7 +28,8 @@ def test_it_lists_escalated_and_unhelpful_inquiries_in_the_inbox(client, staff_u
     assert "escalated one" in page and "unhelpful one" in page and "answered fine" not in page
 
 
-def test_it_mails_the_answer_a_staff_member_writes(eager_tasks, client, staff_user, faq_library, django_capture_on_commit_callbacks):
+def test_it_mails_the_answer_a_staff_member_writes(eager_tasks, client, staff_user, faq_library,
+                                                   django_capture_on_commit_callbacks):
     inquiry = Inquiry.objects.create(question="Can I pay by gift card?", contact="ann@example.com",
                                      status=Inquiry.Status.ESCALATED)
     client.force_login(staff_user)

@@ -56,7 +56,8 @@ def test_it_answers_503_when_the_embedding_endpoint_is_down(api, faq_library, em
 
 
 def test_it_decides_whether_two_texts_mean_the_same(api, db):
-    same = api.post("/api/faq/pairs", {"text1": "怎么换绑手机号?", "text2": "如何修改绑定的手机号码"}, format="json").json()
+    same = api.post("/api/faq/pairs", {"text1": "怎么换绑手机号?", "text2": "如何修改绑定的手机号码"},
+                    format="json").json()
     other = api.post("/api/faq/pairs", {"text1": "怎么换绑手机号?", "text2": "What are your opening hours?"},
                      format="json").json()
     assert same["same_meaning"] and not other["same_meaning"]

@@ -77,7 +77,8 @@ def test_one_library_answers_english_in_english_and_chinese_in_chinese_on_the_ch
     calibrate(SAMPLE_THRESHOLD)
     browser.get(f"{live_server.url}/ask/")
     browser.find_element(By.ID, "language-zh-hans").click()  # the visible switch
-    assert wait_for(browser, "ask-form") and browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-hans"
+    assert wait_for(browser, "ask-form")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-hans"
     assert "您的问题" in browser.page_source and browser.find_element(By.ID, "language-en").text == "English"
 
     ask(browser, live_server, "How long does it take to get my refund back?")

@@ -50,10 +50,12 @@ def test_it_evaluates_a_library_without_touching_the_live_faqs(faq_library, tmp_
 
     live_vectors = Vector.objects.filter(corpus=LIVE_CORPUS).count()
     library = write_csv(tmp_path / "library.csv", ["faq_id", "question"], [
-        ["phone", "如何修改绑定的手机号码"], ["shipping", "订单超过48小时未发货怎么办"], ["hours", "What are your opening hours?"],
+        ["phone", "如何修改绑定的手机号码"], ["shipping", "订单超过48小时未发货怎么办"],
+        ["hours", "What are your opening hours?"],
     ])
     queries = write_csv(tmp_path / "queries.csv", ["question", "faq_id"], [
-        ["怎么换绑手机号?", "phone"], ["买了东西两天了怎么还不发快递?", "shipping"], ["What is the weather on Mars?", ""],
+        ["怎么换绑手机号?", "phone"], ["买了东西两天了怎么还不发快递?", "shipping"],
+        ["What is the weather on Mars?", ""],
     ])
     call_command("evaluate_faq", "--library", library, "--queries", queries, "--json")
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -86,7 +88,8 @@ def test_it_measures_the_reranker_stage_when_one_is_configured(db, settings, tmp
     from tests.support.reranker_double import run_reranker_double
 
     library = write_csv(tmp_path / "library.csv", ["faq_id", "question"], [
-        ["phone", "如何修改绑定的手机号码"], ["shipping", "订单超过48小时未发货怎么办"], ["hours", "What are your opening hours?"],
+        ["phone", "如何修改绑定的手机号码"], ["shipping", "订单超过48小时未发货怎么办"],
+        ["hours", "What are your opening hours?"],
     ])
     queries = write_csv(tmp_path / "queries.csv", ["question", "faq_id"], [
         ["怎么换绑手机号?", "phone"], ["What are your opening hours on Sunday?", "hours"],
@@ -96,5 +99,6 @@ def test_it_measures_the_reranker_stage_when_one_is_configured(db, settings, tmp
         call_command("evaluate_faq", "--library", library, "--queries", queries, "--json")
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["reranker"] == settings.RERANKER_MODEL and result["reranked"] == 1.0
-    assert [request["query"] for request in reranker.requests] == ["怎么换绑手机号?", "What are your opening hours on Sunday?"]
+    assert [request["query"] for request in reranker.requests] == ["怎么换绑手机号?",
+                                                                   "What are your opening hours on Sunday?"]
     assert all(len(request["documents"]) == 3 for request in reranker.requests)  # every FAQ of this small library

@@ -5,7 +5,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import pytest
 from django.conf import settings
 from django.urls import reverse
 from django.utils import translation
@@ -238,8 +237,9 @@ def test_fit_pair_head_stores_a_head_and_evaluate_pairs_train_reports_it(db, tmp
 
     from django.core.management import call_command
 
-    same = [("怎么换绑手机号", "如何修改绑定的手机号码"), ("花呗怎么还款", "花呗如何还钱"), ("借呗额度怎么提升", "怎样提高借呗额度"),
-            ("忘记密码怎么办", "密码忘了如何找回"), ("退款多久到账", "退款要几天才能到"), ("怎么取消订单", "订单如何取消")]
+    same = [("怎么换绑手机号", "如何修改绑定的手机号码"), ("花呗怎么还款", "花呗如何还钱"),
+            ("借呗额度怎么提升", "怎样提高借呗额度"), ("忘记密码怎么办", "密码忘了如何找回"),
+            ("退款多久到账", "退款要几天才能到"), ("怎么取消订单", "订单如何取消")]
     rows = [(a, b, 1) for a, b in same] + [(same[i][0], same[(i + 1) % 6][1], 0) for i in range(6)]
     path = tmp_path / "pairs.csv"
     path.write_text("sentence1,sentence2,label\n" + "".join(f"{a},{b},{label}\n" for a, b, label in rows),

@@ -3,13 +3,15 @@ import numpy as np
 
 from embeddings.selectors import Neighbour
 from faq.matching import (
+    Candidate,
     LinearClassifier,
-    combine,
-    neighbour_votes,
+    Match,
     Thresholds,
     best_score_per_faq,
+    combine,
     decide,
     fit_classifier,
+    neighbour_votes,
     threshold_for_precision,
 )
 
@@ -117,10 +119,9 @@ def test_it_serves_the_standardised_model_as_one_product_on_raw_vectors():
     assert np.allclose(classifier.probabilities(queries), reference.predict_proba(queries), atol=1e-4)
 
 
-def _match(answered: bool) -> "Match":
-    from faq.matching import Candidate, Match
-
-    return Match(candidates=[Candidate(faq_id=1, score=0.93, confidence=0.9), Candidate(faq_id=2, score=0.91, confidence=0.05),
+def _match(answered: bool) -> Match:
+    return Match(candidates=[Candidate(faq_id=1, score=0.93, confidence=0.9),
+                             Candidate(faq_id=2, score=0.91, confidence=0.05),
                              Candidate(faq_id=3, score=0.90, confidence=0.03)], answered=answered, method="classifier")
 
 

@@ -42,7 +42,8 @@ def test_it_groups_repeated_faq_ids_into_wordings_and_reports_bad_rows(db):
     assert report.errors == ["row 4: faq_id is empty", "row 5: question is empty (faq_id 'b')"]
     faq = Faq.objects.get(external_id="a")
     assert faq.answer == "Write to us."
-    assert set(faq.wordings.values_list("text", flat=True)) == {"How do I close my account?", "I want to delete my account"}
+    assert set(faq.wordings.values_list("text", flat=True)) == {"How do I close my account?",
+                                                                 "I want to delete my account"}
 
 
 def test_it_does_not_duplicate_wordings_when_the_same_file_is_imported_again(db):
@@ -68,7 +69,7 @@ def test_it_saves_the_inquiry_when_the_embedding_endpoint_is_down_and_matches_it
 
 
 def test_it_mails_the_answer_of_an_inquiry_matched_later(eager_tasks, faq_library, django_capture_on_commit_callbacks):
-    inquiry = Inquiry.objects.create(question="怎么换绑手机号?", contact="li@example.com", language="zh")
+    Inquiry.objects.create(question="怎么换绑手机号?", contact="li@example.com", language="zh")
     with django_capture_on_commit_callbacks(execute=True):
         services.match_pending_inquiries()
     assert len(mail.outbox) == 1 and faq_library["phone"].answer in mail.outbox[0].body

@@ -8,7 +8,6 @@ from docker.utils.build import exclude_paths
 
 from .compose_file import REPOSITORY_ROOT
 
-
 # Sent to the builder whatever .dockerignore says, but `COPY . .` leaves them out when it lists them.
 NOT_COPIED = {"Dockerfile", ".dockerignore"}
 

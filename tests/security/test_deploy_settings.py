@@ -76,7 +76,8 @@ def test_it_finds_no_secret_in_any_tracked_file():
 
 def test_it_tracks_no_environment_file_or_key_file():
     suspicious = [path.name for path in tracked_text_files()
-                  if path.name == ".env" or path.suffix in {".pem", ".key", ".p12", ".pfx"} or path.name.startswith("id_rsa")]
+                  if path.name == ".env" or path.suffix in {".pem", ".key", ".p12", ".pfx"}
+                  or path.name.startswith("id_rsa")]
     assert suspicious == []
 
 

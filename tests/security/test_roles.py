@@ -50,7 +50,8 @@ MATRIX = [
     # Staff pages of the declarations.
     Call("upload page", "GET", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 200, 200)),
     Call("upload", "POST", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 302, 302), "check"),
-    Call("reference upload", "POST", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 302, 302), "reference"),
+    Call("reference upload", "POST", "/declarations/upload/", (PAGE_LOGIN, PAGE_LOGIN, 403, 403, 302, 302),
+         "reference"),
     Call("batch page", "GET", "/declarations/batches/{batch}/", (PAGE_LOGIN, PAGE_LOGIN, 200, 403, 200, 200)),
     Call("batch progress", "GET", "/declarations/batches/{batch}/status.json",
          (PAGE_LOGIN, PAGE_LOGIN, 200, 403, 200, 200)),

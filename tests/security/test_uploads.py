@@ -43,6 +43,7 @@ def test_it_refuses_an_api_request_body_above_the_request_limit(client, admin_us
 
 
 def test_it_accepts_a_file_within_the_limit(admin_client):
-    response = admin_client.post(reverse("verifier:upload"), {"file": SimpleUploadedFile("ok.csv", CSV), "mode": "check"})
+    response = admin_client.post(reverse("verifier:upload"),
+                                 {"file": SimpleUploadedFile("ok.csv", CSV), "mode": "check"})
     assert response.status_code == 302
     assert DeclarationBatch.objects.count() == 1
