@@ -29,11 +29,14 @@ stop:
 status:
 	$(BIN)/python -m devservices status
 
-## Headless Chromium, its driver and CJK fonts for the browser tests (Debian packages; needs root or sudo).
+## Debian tools the tests drive (needs root or sudo): headless Chromium, its driver and CJK fonts for the
+## browser tests, and docker-compose, whose own parser checks compose.yaml (no Docker daemon needed).
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && dpkg -s fonts-noto-cjk >/dev/null 2>&1 || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && dpkg -s fonts-noto-cjk >/dev/null 2>&1 \
+	  && command -v docker-compose >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; }
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-cjk docker-compose >/dev/null; }
 
 ## Lint (ruff.toml): no findings allowed.
 lint: $(STAMP)
