@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -44,3 +45,17 @@ def read_labelled_csv(path) -> tuple[list[LabelledDescription], list[tuple[int, 
                 declared_code=declared,
             ))
     return rows, bad_rows
+
+
+def read_labelled_files(
+    paths: Sequence[str], *, on_bad_row: Callable[[str, int, str], None],
+) -> list[LabelledDescription]:
+    """The rows of several labelled CSVs together; each bad row is reported (path, row number, reason) and
+    skipped. Raises OSError or ValueError for a file that cannot be read at all."""
+    rows: list[LabelledDescription] = []
+    for path in paths:
+        file_rows, bad_rows = read_labelled_csv(path)
+        rows += file_rows
+        for row_number, reason in bad_rows:
+            on_bad_row(path, row_number, reason)
+    return rows

@@ -13,7 +13,7 @@ from verifier.evaluation import (
     measure_search_recall,
     searchable_descriptions,
 )
-from verifier.labelled import read_labelled_csv
+from verifier.labelled import read_labelled_files
 from verifier.models import KnowledgeEntry
 from verifier.nomenclature import NomenclatureFormatError, describe_missing, entries_missing_vectors, load_nomenclature
 
@@ -66,15 +66,11 @@ class Command(BaseCommand):
             raise CommandError(f"the knowledge base is incomplete: {describe_missing(missing)}; figures against it "
                                "would be too low. Finish the load (load_hs_nomenclature PATH, or --nomenclature PATH "
                                "here) and run again")
-        rows = []
-        for path in paths:
-            try:
-                file_rows, bad_rows = read_labelled_csv(path)
-            except (OSError, ValueError) as error:
-                raise CommandError(str(error)) from error
-            rows += file_rows
-            for row_number, reason in bad_rows:
-                self.stderr.write(f"{path} row {row_number}: {reason} (skipped)")
+        try:
+            rows = read_labelled_files(paths, on_bad_row=lambda path, row_number, reason: self.stderr.write(
+                f"{path} row {row_number}: {reason} (skipped)"))
+        except (OSError, ValueError) as error:
+            raise CommandError(str(error)) from error
         figures = evaluate_labelled(rows).to_json()
         checked = [row for row in rows if row.declared_code]
         if checked:

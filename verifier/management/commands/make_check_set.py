@@ -6,7 +6,7 @@ import csv
 from django.core.management.base import BaseCommand, CommandError
 
 from verifier.check_sets import make_check_rows
-from verifier.labelled import read_labelled_csv
+from verifier.labelled import read_labelled_files
 from verifier.models import HsCode
 
 
@@ -24,15 +24,11 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, help="where to write the check file")
 
     def handle(self, *args, paths: list[str], wrong: float, seed: int, out: str, **options):
-        rows = []
-        for path in paths:
-            try:
-                file_rows, bad_rows = read_labelled_csv(path)
-            except (OSError, ValueError) as error:
-                raise CommandError(str(error)) from error
-            rows += file_rows
-            for row_number, reason in bad_rows:
-                self.stderr.write(f"{path} row {row_number}: {reason} (skipped)")
+        try:
+            rows = read_labelled_files(paths, on_bad_row=lambda path, row_number, reason: self.stderr.write(
+                f"{path} row {row_number}: {reason} (skipped)"))
+        except (OSError, ValueError) as error:
+            raise CommandError(str(error)) from error
         # Wrong codes come from the file's own labels first; the nomenclature, where loaded, widens the choice.
         nomenclature_codes = list(HsCode.objects.filter(level__in=(4, 6)).values_list("code", flat=True).distinct())
         try:
