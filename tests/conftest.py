@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from devservices.embedding_double import run_embedding_double
+
 
 @pytest.fixture
 def staff_user(django_user_model):
@@ -51,3 +53,18 @@ def eager_tasks():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = False
+
+
+# The protocol double per test module, reset around each test (tests/verifier has its own, 384-d, e5-named).
+@pytest.fixture(scope="module")
+def double_server():
+    with run_embedding_double(dimensions=1024, hang_seconds=5.0) as double:
+        yield double
+
+
+@pytest.fixture
+def embedding_double(double_server):
+    """The double with no faults, no latency and zeroed counters (one server per test module)."""
+    double_server.reset()
+    yield double_server
+    double_server.reset()

@@ -3,22 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from devservices.embedding_double import run_embedding_double
 from embeddings.client import CircuitBreaker, EmbeddingClient
-
-
-@pytest.fixture(scope="module")
-def double_server():
-    with run_embedding_double(dimensions=1024, hang_seconds=5.0) as double:
-        yield double
-
-
-@pytest.fixture
-def embedding_double(double_server):
-    """The double with no faults, no latency and zeroed counters (one server per test module)."""
-    double_server.reset()
-    yield double_server
-    double_server.reset()
 
 
 @pytest.fixture

@@ -4,36 +4,21 @@ Needs `apt-get install -y chromium chromium-driver fonts-noto-cjk` (the browser 
 test; the fonts only make the Chinese text legible in the screenshots).
 Screenshots of each state are written to var/screenshots/.
 """
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .conftest import SAMPLE_THRESHOLD, calibrate
+from tests.support.browser import SCREENSHOTS, headless_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+from .conftest import SAMPLE_THRESHOLD, calibrate
 
 
 @pytest.fixture
 def browser():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("headless Chromium is missing: apt-get install -y chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,800"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(2)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
+    with headless_chromium(window_size="1000,800") as driver:
+        yield driver
 
 
 def ask(browser, live_server, question: str, contact: str = "") -> None:

@@ -5,26 +5,19 @@ test. The screenshot is written to var/screenshots/.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import connection, migrations
 from django.db.migrations.loader import MigrationLoader
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from tests.support.browser import SCREENSHOTS, headless_chromium
 from verifier.models import Review, Verdict
 
 from .factories import make_hs_code, make_item, make_verdict
 from .test_admin_review import CONTRADICTION_REASON, hair_dryer_evidence
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 PASSWORD = "reviewer-password-for-the-browser"
 # The data migrations that give the Reviewers group its rights, in the order they run.
 REVIEWER_MIGRATIONS = (("verifier", "0003_reviewers_group"), ("faq", "0004_staff_inbox"))
@@ -32,17 +25,8 @@ REVIEWER_MIGRATIONS = (("verifier", "0003_reviewers_group"), ("faq", "0004_staff
 
 @pytest.fixture
 def browser():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("headless Chromium is missing: make browser (apt-get install -y chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1700"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(2)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
+    with headless_chromium(window_size="1280,1700") as driver:
+        yield driver
 
 
 @pytest.fixture
