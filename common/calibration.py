@@ -37,10 +37,11 @@ def wilson_lower_bound(successes: int, trials: int, *, z: float = ONE_SIDED_95) 
 
 
 @dataclass(frozen=True)
-class Choice(Generic[Setting]):
-    setting: Setting
-    selected: int  # samples the setting selects
-    correct: int  # of those, the correct ones
+class Tally:
+    """How many samples a gate selected, how many of those were correct, out of how many."""
+
+    selected: int
+    correct: int
     samples: int
 
     @property
@@ -50,6 +51,11 @@ class Choice(Generic[Setting]):
     @property
     def coverage(self) -> float:
         return self.selected / self.samples if self.samples else 0.0
+
+
+@dataclass(frozen=True)
+class Choice(Tally, Generic[Setting]):
+    setting: Setting  # selected, correct and samples are its figures on the samples
 
     def lower_bound(self, z: float = ONE_SIDED_95) -> float:
         return wilson_lower_bound(self.correct, self.selected, z=z)
@@ -80,19 +86,10 @@ def choose_setting(
 
 
 @dataclass(frozen=True)
-class CrossValidation:
+class CrossValidation(Tally):
+    """Held-out samples selected by the setting chosen without them, and how many of those were correct."""
+
     folds: int
-    selected: int  # held-out samples selected by the setting chosen without them
-    correct: int
-    samples: int
-
-    @property
-    def precision(self) -> float | None:
-        return self.correct / self.selected if self.selected else None
-
-    @property
-    def coverage(self) -> float:
-        return self.selected / self.samples if self.samples else 0.0
 
 
 def cross_validate(
@@ -102,12 +99,12 @@ def cross_validate(
     acceptable: Callable[[Choice[Setting]], bool] | None = None,
 ) -> CrossValidation:
     """The choice's precision and coverage on samples it did not see (k-fold; groups never split across folds)."""
-    groups = sorted({group_of(sample) if group_of else index for index, sample in enumerate(samples)}, key=str)
+    keys = [group_of(sample) if group_of else index for index, sample in enumerate(samples)]
+    groups = sorted(set(keys), key=str)
     random.Random(seed).shuffle(groups)
     fold_of = {group: position % folds for position, group in enumerate(groups)}
     selected = correct = 0
     for fold in range(folds):
-        keys = [group_of(sample) if group_of else index for index, sample in enumerate(samples)]
         training = [sample for sample, key in zip(samples, keys) if fold_of[key] != fold]
         held_out = [sample for sample, key in zip(samples, keys) if fold_of[key] == fold]
         choice = choose_setting(settings, training, selects=selects, is_correct=is_correct,

@@ -109,21 +109,11 @@ def stored_vectors(
     Objects without a vector in the space are left out.
     """
     corpora = [corpus] if isinstance(corpus, str) else list(corpus)
-    ids: list[int] = []
-    rows: list[np.ndarray] = []
-    if object_ids:
-        connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:  # Django's own cursors are text-only
-            cursor.execute(
-                "SELECT object_id, embedding FROM embeddings_vector "
-                "WHERE space_id = %s AND corpus = ANY(%s) AND object_id = ANY(%s)",
-                [space.id, corpora, list(object_ids)], prepare=False, binary=True,
-            )
-            for object_id, embedding in cursor.fetchall():
-                ids.append(object_id)
-                rows.append(_halfvec_to_numpy(embedding))
-    matrix = np.stack(rows) if rows else np.zeros((0, space.dimensions), dtype=np.float32)
-    return ids, matrix
+    if not object_ids:
+        return [], np.zeros((0, space.dimensions), dtype=np.float32)
+    return _read_vectors(
+        space=space, condition="AND object_id = ANY(%s)", parameters=[space.id, corpora, list(object_ids)],
+    )
 
 
 def corpus_vectors(
@@ -136,13 +126,18 @@ def corpus_vectors(
     """
     corpora = [corpus] if isinstance(corpus, str) else list(corpus)
     live_sql, live_parameters = _live_objects_clause(live_objects)
+    return _read_vectors(space=space, condition=live_sql, parameters=[space.id, corpora, *live_parameters])
+
+
+def _read_vectors(*, space: EmbeddingSpace, condition: str, parameters: list) -> tuple[list[int], np.ndarray]:
+    """(object ids, matrix) of the space's vectors of some corpora, narrowed by `condition`, read in binary."""
     ids: list[int] = []
     rows: list[np.ndarray] = []
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:  # Django's own cursors are text-only
         cursor.execute(
-            f"SELECT object_id, embedding FROM embeddings_vector WHERE space_id = %s AND corpus = ANY(%s){live_sql}",
-            [space.id, corpora, *live_parameters], prepare=False, binary=True,
+            f"SELECT object_id, embedding FROM embeddings_vector WHERE space_id = %s AND corpus = ANY(%s) {condition}",
+            parameters, prepare=False, binary=True,
         )
         for object_id, embedding in cursor.fetchall():
             ids.append(object_id)
