@@ -59,3 +59,25 @@ def test_a_declared_code_is_judged_at_the_deepest_level_both_codes_have():
     assert declared_is_right("8517", "851762")
     assert not declared_is_right("851712", "851762")
     assert not declared_is_right("8507", "8517")
+
+
+def test_make_check_set_writes_a_file_that_evaluate_hs_reads_as_a_check_file(tmp_path, db):
+    import csv
+
+    from django.core.management import call_command
+
+    from verifier.labelled import read_labelled_csv
+
+    labelled, out = tmp_path / "labelled.csv", tmp_path / "check.csv"
+    with open(labelled, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "description", "hs_code", "language"])
+        for row in twin_rows():
+            writer.writerow([row.identifier, row.description, row.hs_code, row.language])
+
+    call_command("make_check_set", str(labelled), "--wrong", "0.3", "--seed", "4", "--out", str(out))
+
+    rows, bad_rows = read_labelled_csv(out)
+    assert bad_rows == [] and len(rows) == 40
+    wrong = {declaration_key(row.identifier) for row in rows if not declared_is_right(row.declared_code, row.hs_code)}
+    assert len(wrong) == 6  # 30% of 20 declarations, twins together
