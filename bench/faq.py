@@ -9,10 +9,17 @@
    path of a customer's first question). Requests/s, p50 and p95 per level.
 4. The floor, same server, same clients: GET /ask/ (a template page: no database, no
    embedding), so the ratio says what matching costs on this machine.
-5. Peak resident memory of the web process tree.
+5. CPU milliseconds per request over each level, per process: the web process tree (gunicorn
+   master and workers), the double, the PostgreSQL backends of the bench database and the load
+   generator (this process), so that the figure says which share is ours.
+6. Peak resident memory of the web process tree.
 
-Last line JSON: concurrency (20), rps, p50_ms, p95_ms (the double at 20 clients),
-floor_rps, target_p95_met, levels, cpu_model, peak_rss_mib, machine.
+The rate limits are raised for the bench user (a per-second rate it never reaches): the limiter
+still counts every request, but never refuses one.
+
+Last line JSON: concurrency (20), rps, p50_ms, p95_ms, web_cpu_ms_per_request,
+double_cpu_ms_per_request (the double at 20 clients), floor_rps, floor_web_cpu_ms_per_request,
+target_p95_met, figures (the README row), levels, cpu_model, peak_rss_mib, machine.
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import psutil
 
 from .common import (
     RssSampler,
@@ -47,6 +56,8 @@ DIMENSIONS = 384
 TARGET_P95_MS = 50.0
 DEFAULT_LIBRARY = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "banking77" / "train.csv"
 BENCH_USER = "bench-faq"
+# Never reached by the bench clients, still counted by the limiter on every request.
+UNREACHED_RATE = "1000000/second"
 
 
 def database_url() -> str:
@@ -102,6 +113,55 @@ def prepare(*, library_path: Path, library_rows: int, log) -> tuple[str, list[st
     return token.key, questions
 
 
+def process_cpu_seconds(pids) -> dict[int, float]:
+    """{pid: user + system CPU seconds} of those processes still alive."""
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            seconds[pid] = times.user + times.system
+    return seconds
+
+
+def process_tree(pid: int) -> list[int]:
+    with contextlib.suppress(psutil.Error):
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    return []
+
+
+def database_backends(database: str) -> list[int]:
+    """The PostgreSQL server processes serving connections to `database` (the web workers' and this one's)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [database])
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+class CpuMeter:
+    """CPU milliseconds spent by groups of processes (found again at each reading) between start and stop.
+
+    A process that appeared in between counts from zero; one that exited in between is not counted.
+    """
+
+    def __init__(self, groups: dict) -> None:
+        self.groups = groups  # name -> callable returning the group's pids now
+
+    def __enter__(self) -> CpuMeter:
+        self.started = {name: process_cpu_seconds(pids()) for name, pids in self.groups.items()}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.spent_ms = {}
+        for name, pids in self.groups.items():
+            now = process_cpu_seconds(pids())
+            self.spent_ms[name] = sum(seconds - self.started[name].get(pid, 0.0) for pid, seconds in now.items()) * 1000
+
+    def per_request(self, requests: int) -> dict[str, float | None]:
+        return {f"{name}_cpu_ms_per_request": round(spent / requests, 2) if requests else None
+                for name, spent in self.spent_ms.items()}
+
+
 def load(*, port: int, clients: int, seconds: float, request) -> dict:
     """`clients` threads, each on its own keep-alive connection, for `seconds`; latency of every request."""
     latencies: list[float] = []
@@ -143,7 +203,7 @@ def load(*, port: int, clients: int, seconds: float, request) -> dict:
         thread.join()
     elapsed = time.perf_counter() - started
     if not latencies:
-        return {"clients": clients, "rps": 0.0, "p50_ms": None, "p95_ms": None, "errors": errors[0]}
+        return {"clients": clients, "requests": 0, "rps": 0.0, "p50_ms": None, "p95_ms": None, "errors": errors[0]}
     return {
         "clients": clients,
         "requests": len(latencies),
@@ -154,7 +214,8 @@ def load(*, port: int, clients: int, seconds: float, request) -> dict:
     }
 
 
-def run_server(*, env: dict, token: str, questions: list[str], levels: list[int], seconds: float, log) -> dict:
+def run_server(*, env: dict, token: str, questions: list[str], levels: list[int], seconds: float, log,
+               double_pid: int | None, database: str) -> dict:
     port = free_port()
     run_id = uuid.uuid4().hex[:6]
 
@@ -171,11 +232,19 @@ def run_server(*, env: dict, token: str, questions: list[str], levels: list[int]
     with child_process(gunicorn_command(port=port, workers=2, threads=8), env=env, port=port, what="gunicorn",
                        ready_timeout=60) as server, RssSampler(server.pid) as memory:
         load(port=port, clients=4, seconds=1.0, request=match_request)  # warm the workers' clients and caches
+        groups = {"web": lambda: process_tree(server.pid), "database": lambda: database_backends(database),
+                  "client": lambda: [os.getpid()]}
+        if double_pid is not None:
+            groups["double"] = lambda: [double_pid]
         results = {"match": [], "floor": []}
         for clients in levels:
-            results["match"].append(load(port=port, clients=clients, seconds=seconds, request=match_request))
-            results["floor"].append(load(port=port, clients=clients, seconds=min(seconds, 3.0), request=floor_request))
-            log(f"{clients:>3} clients: match {results['match'][-1]}, floor {results['floor'][-1]['rps']} rps")
+            for kind, request, level_seconds in (("match", match_request, seconds),
+                                                 ("floor", floor_request, min(seconds, 3.0))):
+                with CpuMeter(groups) as cpu:
+                    level = load(port=port, clients=clients, seconds=level_seconds, request=request)
+                level.update(cpu.per_request(level["requests"] + level["errors"]))
+                results[kind].append(level)
+            log(f"{clients:>3} clients: match {results['match'][-1]}, floor {results['floor'][-1]}")
     results["peak_rss_mib"] = round(memory.peak_mib, 1)
     return results
 
@@ -185,7 +254,8 @@ def run_phase(*, endpoint: str, arguments, levels: list[int], log) -> dict:
     base = database_url()
     if endpoint == "double":
         double_port = free_port()
-        environment = {"DATABASE_URL": ensure_database(base, DATABASE_NAME),
+        database = DATABASE_NAME
+        environment = {"DATABASE_URL": ensure_database(base, database),
                        "EMBEDDING_BASE_URL": f"http://127.0.0.1:{double_port}/v1", "EMBEDDING_MODEL": DOUBLE_MODEL}
         double = child_process(protocol_double_command(port=double_port, dimensions=DIMENSIONS,
                                                        extra=["--model", DOUBLE_MODEL]),
@@ -195,18 +265,28 @@ def run_phase(*, endpoint: str, arguments, levels: list[int], log) -> dict:
         from devservices.embedding_server import MODEL_NAME, ensure_embedding_server
 
         # Another embedding space, so another database: the library is embedded once by the model, then cached.
-        environment = {"DATABASE_URL": ensure_database(base, f"{DATABASE_NAME}_cpu"),
+        database = f"{DATABASE_NAME}_cpu"
+        environment = {"DATABASE_URL": ensure_database(base, database),
                        "EMBEDDING_BASE_URL": ensure_embedding_server(), "EMBEDDING_MODEL": MODEL_NAME}
         double = contextlib.nullcontext()
         library_rows = arguments.cpu_library_rows
     # Library edits queue tasks on commit; here they run in-process instead of through a broker.
-    environment.update({"CELERY_TASK_ALWAYS_EAGER": "true", "LOG_LEVEL": "WARNING"})
+    environment.update({"CELERY_TASK_ALWAYS_EAGER": "true", "LOG_LEVEL": "WARNING",
+                        "USER_RATE_LIMIT": UNREACHED_RATE, "FAQ_MATCH_RATE_LIMIT": UNREACHED_RATE})
     os.environ.update(environment)
-    with double:
+    with double as double_process:
         token, questions = prepare(library_path=arguments.library, library_rows=library_rows, log=log)
         log(f"{endpoint}:")
         return run_server(env=environment, token=token, questions=questions, levels=levels,
-                          seconds=arguments.seconds, log=log)
+                          seconds=arguments.seconds, log=log, database=database,
+                          double_pid=double_process.pid if double_process is not None else None)
+
+
+def match_figure(level: dict) -> str:
+    """The README row's figure: the match API at this level, with what its CPU went to."""
+    return (f"faq: match API requests/s at {level['clients']} clients (protocol double; p50 {level['p50_ms']} ms, "
+            f"p95 {level['p95_ms']} ms; web CPU {level.get('web_cpu_ms_per_request')} ms/request, "
+            f"double CPU {level.get('double_cpu_ms_per_request')} ms/request)")
 
 
 def main(argv: list[str]) -> None:
@@ -240,14 +320,26 @@ def main(argv: list[str]) -> None:
     double, cpu = phases["double"], phases["cpu"]
     at_20 = next((level for level in double["match"] if level["clients"] == 20), double["match"][-1])
     floor_20 = next((level for level in double["floor"] if level["clients"] == at_20["clients"]), None)
+    floor_rps = floor_20["rps"] if floor_20 else None
+    ratio = round(at_20["rps"] / floor_rps, 3) if floor_rps else None
     result = {
         "benchmark": "faq",
         "concurrency": at_20["clients"],
         "rps": at_20["rps"],
         "p50_ms": at_20["p50_ms"],
         "p95_ms": at_20["p95_ms"],
-        "floor_rps": floor_20["rps"] if floor_20 else None,
-        "ratio_to_floor": round(at_20["rps"] / floor_20["rps"], 3) if floor_20 and floor_20["rps"] else None,
+        "web_cpu_ms_per_request": at_20.get("web_cpu_ms_per_request"),
+        "double_cpu_ms_per_request": at_20.get("double_cpu_ms_per_request"),
+        "database_cpu_ms_per_request": at_20.get("database_cpu_ms_per_request"),
+        "client_cpu_ms_per_request": at_20.get("client_cpu_ms_per_request"),
+        "floor_rps": floor_rps,
+        "floor_web_cpu_ms_per_request": floor_20.get("web_cpu_ms_per_request") if floor_20 else None,
+        "ratio_to_floor": ratio,
+        "figures": [{"figure": match_figure(at_20), "value": at_20["rps"],
+                     "floor_name": "GET /ask/ requests/s, same server and clients" + (
+                         f" (web CPU {floor_20['web_cpu_ms_per_request']} ms/request)"
+                         if floor_20 and floor_20.get("web_cpu_ms_per_request") is not None else ""),
+                     "floor": floor_rps, "ratio": ratio}],
         "target_p95_ms": TARGET_P95_MS,
         "target_p95_met": at_20["p95_ms"] is not None and at_20["p95_ms"] <= TARGET_P95_MS,
         "peak_rss_mib": double["peak_rss_mib"],
