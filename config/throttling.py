@@ -4,20 +4,54 @@ Callers without an account are counted by their client address (config.client_ad
 TRUSTED_PROXY_COUNT); token and session callers by their user. The counts live in the shared cache (Redis);
 while it cannot be reached each process counts in its own memory, so an outage loosens the limits (a
 client may get its limit once per process) instead of lifting them.
+
+The rule is DRF's (a sliding window: the requests allowed in the last `duration` seconds). In Redis it is
+one atomic script per throttle (a sorted set of the allowed requests' times), instead of DRF's read and
+write of the whole pickled history: one round trip, and two workers cannot both count on a stale list.
 """
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
+from redis.commands.core import Script
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from .client_address import client_address
 
 logger = logging.getLogger(__name__)
+
+# KEYS[1]: the times of this client's allowed requests in the window. ARGV: now, duration, limit, a new member.
+# Returns {1, "0"} when the request is allowed (and counted), else {0, seconds until the oldest one leaves}.
+SLIDING_WINDOW_SCRIPT = """
+local now, duration, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - duration)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('EXPIRE', KEYS[1], math.ceil(duration))
+  return {1, '0'}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tostring(tonumber(oldest[2]) + duration - now)}
+"""
+_script: Script | None = None
+
+
+def count_in_redis(backend: RedisCache, key: str, *, now: float, duration: int, limit: int) -> tuple[bool, float]:
+    """(allowed, seconds to wait) for one request of `key` under `limit` per `duration`, counted if allowed."""
+    global _script
+    # The backend's own client (and key prefix): Django's RedisCache has no public way to run a script.
+    client = backend._cache.get_client(key, write=True)
+    if _script is None:
+        _script = Script(client, SLIDING_WINDOW_SCRIPT)
+    allowed, wait = _script(keys=[backend.make_and_validate_key(key)],
+                            args=[repr(now), duration, limit, f"{now!r}-{random.getrandbits(48)}"], client=client)
+    return bool(allowed), float(wait)
 
 
 class SharedCacheWithLocalFallback:
@@ -44,12 +78,35 @@ THROTTLE_CACHE = SharedCacheWithLocalFallback()
 
 
 class ServiceThrottle(SimpleRateThrottle):
-    """A scope's rate from settings at call time (tests and operators may change it), counted in THROTTLE_CACHE."""
+    """A scope's rate from settings at call time (tests and operators may change it), counted in Redis by
+    count_in_redis; with another shared cache, DRF's own way in THROTTLE_CACHE."""
 
     cache = THROTTLE_CACHE
+    cache_format = "throttle-window_%(scope)s_%(ident)s"  # a sorted set, not DRF's pickled list
+    redis_wait: float | None = None
 
     def get_rate(self) -> str:
         return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+
+    def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        backend = caches["default"]
+        if isinstance(backend, RedisCache):
+            self.key = self.get_cache_key(request, view)
+            if self.key is None:
+                return True
+            try:
+                allowed, self.redis_wait = count_in_redis(backend, self.key, now=self.timer(),
+                                                          duration=self.duration, limit=self.num_requests)
+                return allowed
+            except Exception as error:  # noqa: BLE001 - any cache failure: count locally rather than not at all
+                logger.warning("rate-limit cache unavailable, counting in process memory: %s", error)
+                self.cache = THROTTLE_CACHE.local
+        return super().allow_request(request, view)
+
+    def wait(self) -> float | None:
+        return self.redis_wait if self.redis_wait is not None else super().wait()
 
     def get_ident(self, request) -> str:
         return client_address(request)
