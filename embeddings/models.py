@@ -131,3 +131,21 @@ class LanguageMean(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}/{self.side}/{self.language} (n={self.sample_count})"
+
+
+class CorpusVersion(models.Model):
+    """The last change to the vectors of one corpus in one space: a number that only grows, kept by PostgreSQL.
+
+    Statement-level triggers on embeddings_vector (migration 0005) set it from a sequence for every INSERT,
+    UPDATE, DELETE or COPY that touches the corpus, and for every TRUNCATE, whoever writes: so a cache keyed on
+    it (a verdict reused for a description already judged) can never miss a change made by a bulk load, a sync
+    or psql.
+    """
+
+    # Not a foreign key: the trigger writes here while a space's vectors are deleted with the space.
+    space_id = models.BigIntegerField()
+    corpus = models.CharField(max_length=40)
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["space_id", "corpus"], name="corpus_version_unique")]

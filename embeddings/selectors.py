@@ -365,3 +365,16 @@ def check_worker_endpoint() -> None:
         f"but {expected} needs {client.dimensions}; point EMBEDDING_BASE_URL at the right server or set "
         f"EMBEDDING_MODEL/EMBEDDING_DIMENSIONS to what it serves (a changed space is then rebuilt in the background)"
     )
+
+
+def corpus_version(*, space: EmbeddingSpace, corpus: str | Sequence[str]) -> int:
+    """A number that grows whenever any vector of these corpora in `space` is written or deleted (0 if never).
+
+    Kept by triggers on the vector table (embeddings.models.CorpusVersion), visible once the change is
+    committed. One indexed query.
+    """
+    corpora = [corpus] if isinstance(corpus, str) else list(corpus)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(version), 0) FROM embeddings_corpusversion "
+                       "WHERE space_id = %s AND corpus = ANY(%s)", [space.id, corpora])
+        return int(cursor.fetchone()[0])

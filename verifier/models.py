@@ -261,10 +261,17 @@ class Verdict(models.Model):
     reviewed = models.BooleanField(default=False)
     # How many times the pipeline wrote this verdict: 1 unless the item was judged twice (fault tests check it).
     writes = models.PositiveIntegerField(default=1, db_default=1)
+    # What was judged and against what (verifier.reuse.judgement_keys): the description, mode and declared code,
+    # the knowledge base's version, the thresholds and the judging code. Another item with the same key gets a
+    # copy of this verdict instead of a new search and vote.
+    judgement_key = models.BinaryField(max_length=32, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [
+            # Used by: verifier.reuse.reusable_verdicts (one lookup per chunk of items).
+            models.Index(fields=["judgement_key"], name="verdict_judgement_key_idx",
+                         condition=models.Q(judgement_key__isnull=False)),
             # Used by: the review queue (unreviewed items of one tier, riskiest first).
             models.Index(
                 fields=["tier", "-risk"], name="verdict_review_queue_idx", condition=models.Q(reviewed=False)
@@ -408,3 +415,15 @@ class UploadedFileChunk(models.Model):
 
     def __str__(self) -> str:
         return f"piece {self.position} of batch {self.batch_id}'s upload"
+
+
+class KnowledgeVersion(models.Model):
+    """One row whose `version` grows whenever the knowledge base's entries or codes change (none yet: 0).
+
+    Kept by statement-level triggers on verifier_knowledgeentry and verifier_hscode (migration 0012), so bulk
+    loads, admin edits and approvals all count; with the vectors' own counter
+    (embeddings.selectors.corpus_version) it says whether an earlier verdict was judged against the same
+    knowledge base.
+    """
+
+    version = models.BigIntegerField(default=0)

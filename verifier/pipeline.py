@@ -28,6 +28,7 @@ from embeddings.store import active_space
 
 from .models import DeclarationBatch, DeclarationItem, HsCode, Verdict
 from .normalization import searchable_description
+from .reuse import copy_verdicts, judgement_context, judgement_key, reusable_verdicts
 from .routing import RoutingDecision, load_thresholds, route, route_meaningless
 from .selectors import glossary_mapping
 
@@ -154,30 +155,38 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
     thresholds = load_thresholds(space)
     glossary = glossary_mapping()
     known_codes = _known_codes(items)
+    context = judgement_context(space=space, thresholds=thresholds)
 
     normalized: dict[int, str] = {}
     meaningless: dict[int, str] = {}
+    keys: dict[int, bytes] = {}
     for item in items:
         searchable = searchable_description(item.description_raw, product_name=item.product_name, glossary=glossary)
         normalized[item.pk] = searchable.text
         if searchable.unsearchable_reason:
             meaningless[item.pk] = searchable.unsearchable_reason
-    to_search = [item for item in items if item.pk not in meaningless]
-    # Declarations repeat themselves: each distinct wording (with its declared code, in check mode, where the
-    # declared code's own lines are searched too) is embedded and searched once per chunk.
-    searches = {item.pk: (normalized[item.pk], _checked_code(item)) for item in to_search}
+        else:
+            keys[item.pk] = judgement_key(context, mode=item.batch.mode, declared_code=item.declared_code,
+                                          normalized_description=searchable.text)
+    # Declarations repeat themselves: an item judged exactly like an earlier one copies that verdict
+    # (verifier.reuse), and each distinct judgement left is made once per chunk.
+    earlier = reusable_verdicts(set(keys.values()))
+    copies = {item_id: earlier[key] for item_id, key in keys.items() if key in earlier}
+    first_of_key: dict[bytes, DeclarationItem] = {}
+    for item in items:
+        if item.pk in keys and item.pk not in copies:
+            first_of_key.setdefault(keys[item.pk], item)
+    to_judge = list(first_of_key.values())
+    # In check mode the declared code's own lines are searched too; a wording is embedded and searched once.
+    searches = {item.pk: (normalized[item.pk], _checked_code(item)) for item in to_judge}
     distinct = list(dict.fromkeys(searches.values()))
     found = (find_evidence([text for text, _ in distinct], declared_codes=[code for _, code in distinct])
              if distinct else [])
     evidence_by_search = dict(zip(distinct, found))
-    evidence_lists = [evidence_by_search[searches[item.pk]] for item in to_search]
 
-    verdicts: list[Verdict] = []
-    for item in items:
-        if item.pk in meaningless:
-            decision = route_meaningless(reason=meaningless[item.pk], declared_code=item.declared_code)
-            verdicts.append(_verdict(item=item, decision=decision, space=space))
-    for item, evidence in zip(to_search, evidence_lists):
+    judged: dict[bytes, dict] = {}
+    for item in to_judge:
+        evidence = evidence_by_search[searches[item.pk]]
         recommendation = recommend_hs_code(evidence, declared_code=item.declared_code or None)
         best_similarity = recommendation.best_similarity
         code = recommendation.code or ""
@@ -196,12 +205,19 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
         # In check mode the evidence can confirm the declared heading below where the vote alone stops.
         if len(decision.confirmed_code) > len(code):
             code = decision.confirmed_code
-        verdicts.append(_verdict(
-            item=item, decision=decision, space=space, recommended_code=code,
+        judged[keys[item.pk]] = _verdict_fields(
+            decision=decision, space=space, recommended_code=code,
             recommended_level=len(code) if code else None, confidence=float(recommendation.confidence),
             margin=float(recommendation.margin), best_similarity=best_similarity,
-            evidence=_explanation(evidence, recommendation),
-        ))
+            evidence=_explanation(evidence, recommendation), judgement_key=keys[item.pk],
+        )
+    verdicts: list[Verdict] = []
+    for item in items:
+        if item.pk in meaningless:
+            decision = route_meaningless(reason=meaningless[item.pk], declared_code=item.declared_code)
+            verdicts.append(Verdict(item=item, **_verdict_fields(decision=decision, space=space)))
+        elif item.pk not in copies:
+            verdicts.append(Verdict(item=item, **judged[keys[item.pk]]))
 
     with transaction.atomic():
         still_ours = set(
@@ -210,13 +226,19 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
             .values_list("id", flat=True)
         )
         # A claim the sweeper took back (this worker was too slow) is someone else's now: write nothing for it.
-        verdicts = [verdict for verdict in verdicts if verdict.item_id in still_ours]
-        upsert_verdicts(verdicts)
-        mark_verified(normalized={item_id: normalized[item_id] for item_id in still_ours})
+        upsert_verdicts([verdict for verdict in verdicts if verdict.item_id in still_ours])
+        wanted = {item_id: verdict_id for item_id, verdict_id in copies.items() if item_id in still_ours}
+        # A verdict deleted or reviewed since it was looked up cannot be copied: its items are judged again.
+        not_copied = set(wanted) - copy_verdicts(wanted)
+        if not_copied:
+            DeclarationItem.objects.filter(id__in=not_copied).update(
+                status=DeclarationItem.Status.PENDING, claimed_at=None, claimed_by="")
+        verified = still_ours - not_copied
+        mark_verified(normalized={item_id: normalized[item_id] for item_id in verified})
     # After the commit: checked inside the transaction, two workers finishing a batch's last chunks at
     # the same time would each still see the other's items as processing, and neither would close it.
     finish_batches(batch_ids={item.batch_id for item in items})
-    return len(still_ours)
+    return len(verified)
 
 
 def upsert_verdicts(verdicts: list[Verdict]) -> None:
@@ -231,6 +253,13 @@ def upsert_verdicts(verdicts: list[Verdict]) -> None:
     def number(value) -> float | None:  # one element type per array: binary arrays do not mix int and float
         return None if value is None else float(value)
 
+    serialised: dict[int, str] = {}  # items judged alike share one explanation: serialised once
+
+    def as_json(value) -> str:
+        if id(value) not in serialised:
+            serialised[id(value)] = json.dumps(value, ensure_ascii=False)
+        return serialised[id(value)]
+
     columns = [
         [verdict.item_id for verdict in verdicts],
         [str(verdict.recommended_code) for verdict in verdicts],
@@ -240,29 +269,32 @@ def upsert_verdicts(verdicts: list[Verdict]) -> None:
         [number(verdict.best_similarity) for verdict in verdicts],
         [str(verdict.tier) for verdict in verdicts],
         [number(verdict.risk) for verdict in verdicts],
-        [json.dumps(verdict.anomalies, ensure_ascii=False) for verdict in verdicts],
-        [json.dumps(verdict.evidence, ensure_ascii=False) for verdict in verdicts],
+        [as_json(verdict.anomalies) for verdict in verdicts],
+        [as_json(verdict.evidence) for verdict in verdicts],
         [str(verdict.final_code) for verdict in verdicts],
         [verdict.space_id for verdict in verdicts],
         [bool(verdict.reviewed) for verdict in verdicts],
+        [verdict.judgement_key for verdict in verdicts],
     ]
     with binary_parameter_cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO verifier_verdict (item_id, recommended_code, recommended_level, confidence, margin,
-                best_similarity, tier, risk, anomalies, evidence, final_code, space_id, reviewed, created_at)
+                best_similarity, tier, risk, anomalies, evidence, final_code, space_id, reviewed, judgement_key,
+                created_at)
             SELECT item_id, recommended_code, recommended_level, confidence, margin, best_similarity, tier, risk,
-                   anomalies::jsonb, evidence::jsonb, final_code, space_id, reviewed, now()
+                   anomalies::jsonb, evidence::jsonb, final_code, space_id, reviewed, judgement_key, now()
             FROM unnest(%b::bigint[], %b::text[], %b::smallint[], %b::float8[], %b::float8[], %b::float8[],
-                        %b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::boolean[])
+                        %b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::boolean[],
+                        %b::bytea[])
                  AS incoming(item_id, recommended_code, recommended_level, confidence, margin, best_similarity,
-                             tier, risk, anomalies, evidence, final_code, space_id, reviewed)
+                             tier, risk, anomalies, evidence, final_code, space_id, reviewed, judgement_key)
             ON CONFLICT (item_id) DO UPDATE SET
                 recommended_code = EXCLUDED.recommended_code, recommended_level = EXCLUDED.recommended_level,
                 confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
                 best_similarity = EXCLUDED.best_similarity, tier = EXCLUDED.tier, risk = EXCLUDED.risk,
                 anomalies = EXCLUDED.anomalies, evidence = EXCLUDED.evidence, final_code = EXCLUDED.final_code,
-                space_id = EXCLUDED.space_id, reviewed = EXCLUDED.reviewed,
+                space_id = EXCLUDED.space_id, reviewed = EXCLUDED.reviewed, judgement_key = EXCLUDED.judgement_key,
                 -- Counted, never reset: a verdict written twice means an item was judged twice.
                 writes = verifier_verdict.writes + 1
             """,
@@ -286,9 +318,10 @@ def mark_verified(*, normalized: dict[int, str]) -> None:
         )
 
 
-def _verdict(*, item: DeclarationItem, decision: RoutingDecision, space, **values) -> Verdict:
-    return Verdict(item=item, tier=decision.tier, anomalies=decision.anomalies, risk=decision.risk,
-                   final_code=decision.final_code, space=space, reviewed=False, **values)
+def _verdict_fields(*, decision: RoutingDecision, space, **values) -> dict:
+    """A verdict's fields but its item: items judged alike share them."""
+    return {"tier": decision.tier, "anomalies": decision.anomalies, "risk": decision.risk,
+            "final_code": decision.final_code, "space": space, "reviewed": False, **values}
 
 
 def _explanation(evidence: list, recommendation) -> dict:
