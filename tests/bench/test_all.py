@@ -35,3 +35,16 @@ def test_it_tables_a_benchmark_that_prints_its_figure_and_floor_as_top_level_key
     result = {"benchmark": "pipeline", "items_per_s": 410, "knn_floor_items_per_s": 2050, "ratio_to_floor": 0.2}
     row = results_table([result], machine="m", date="d").splitlines()[2]
     assert "items/s from import to verdict" in row and "**410**" in row and "2,050" in row and "| 0.2 |" in row
+
+
+def test_it_tables_the_faq_row_with_the_cpu_of_each_process():
+    from bench.faq import match_figure
+
+    level = {"clients": 20, "rps": 300.0, "p50_ms": 50.1, "p95_ms": 90.2, "web_cpu_ms_per_request": 3.5,
+             "double_cpu_ms_per_request": 0.4}
+    result = {"benchmark": "faq", "rps": 300.0, "floor_rps": 800.0, "ratio_to_floor": 0.375,
+              "figures": [{"figure": match_figure(level), "value": 300.0, "floor_name": "GET /ask/ requests/s",
+                           "floor": 800.0, "ratio": 0.375}]}
+    row = results_table([result], machine="m", date="d").splitlines()[2]
+    assert "faq: match API requests/s at 20 clients" in row
+    assert "web CPU 3.5 ms/request, double CPU 0.4 ms/request" in row and "**300**" in row and "| 0.375 |" in row

@@ -177,3 +177,45 @@ def test_it_locks_a_client_out_of_the_admin_login_after_repeated_failures_behind
     assert "_auth_user_id" not in client.session
     # Another client behind the same proxy still logs in.
     assert log_in(client, password="correct-horse-battery", forwarded_for=officer).status_code == 302
+
+
+# --- how the counts are kept ---------------------------------------------------------------------------
+
+def test_it_counts_a_sliding_window_in_redis_and_says_how_long_to_wait():
+    from django.core.cache import caches
+
+    from config.throttling import count_in_redis
+
+    key = f"throttle-window_test_{uuid.uuid4().hex}"
+    backend = caches["default"]
+    verdicts = [count_in_redis(backend, key, now=1000.0 + second, duration=60, limit=3) for second in range(4)]
+    assert [allowed for allowed, _ in verdicts] == [True, True, True, False]
+    assert verdicts[-1][1] == pytest.approx(57.0)  # the first request leaves the window at 1060
+    # A refused request is not counted: once the first has left, one more is allowed.
+    assert count_in_redis(backend, key, now=1060.5, duration=60, limit=3)[0] is True
+    assert count_in_redis(backend, key, now=1060.6, duration=60, limit=3)[0] is False
+
+
+def test_it_answers_a_refused_api_call_with_retry_after(client, settings, token_for):
+    limit_rates(settings, faq_match="1/minute")
+    token = token_for(f"retry-{uuid.uuid4().hex[:8]}")
+
+    def call():
+        return client.post(reverse("faq:api-match"), {}, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Token {token}")
+
+    assert call().status_code == 400
+    refused = call()
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+
+
+def test_it_reuses_one_redis_client_per_server(settings):
+    from django.core.cache import caches
+
+    settings.CACHES = {"default": {"BACKEND": "config.cache.RedisCache",
+                                   "LOCATION": settings.CACHES["default"]["LOCATION"]}}
+    backend = caches["default"]
+    assert backend._cache.get_client() is backend._cache.get_client(write=True)
+    backend.set("reused-client-check", 1, 5)
+    assert backend.get("reused-client-check") == 1
