@@ -27,8 +27,14 @@ def pooled_votes(
         return {}
     if best is None:
         best = max(score for _, score in scored)
+    if pooling == "max":
+        # exp is increasing: a key's best weight is the weight of its best score, one exp per key.
+        best_scores: dict[Key, float] = {}
+        for key, score in scored:
+            if key not in best_scores or score > best_scores[key]:
+                best_scores[key] = score
+        return {key: math.exp((score - best) / temperature) for key, score in best_scores.items()}
     votes: dict[Key, float] = defaultdict(float)
     for key, score in scored:
-        weight = math.exp((score - best) / temperature)
-        votes[key] = max(votes[key], weight) if pooling == "max" else votes[key] + weight
+        votes[key] += math.exp((score - best) / temperature)
     return dict(votes)
