@@ -11,8 +11,9 @@ import csv
 import hashlib
 import io
 import json
+import operator
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import IO
@@ -29,6 +30,10 @@ KNOWN_COLUMNS = (
 MAX_LENGTHS = {"id": 64, "item_no": 16, "product_name": 500, "spec": 500, "origin": 8, "unit": 16, "language": 8}
 MAX_DESCRIPTION_CHARS = 4000
 HS_CODE_LENGTHS = (2, 4, 6, 8, 10)
+# Quantities and values: non-negative, below 10^14, kept to the model's decimal places.
+NUMBER_LIMIT = Decimal("1e14")
+QUANTITY_EXPONENT = Decimal("0.0001")
+VALUE_EXPONENT = Decimal("0.01")
 # A CSV field may be this long before the csv module refuses it; longer text still fails the length checks
 # below with a located reason, instead of stopping the whole file.
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
@@ -111,13 +116,13 @@ def read_declaration_rows(
     if encoding and sniffed.encoding != "utf-8-sig":
         sniffed.encoding = encoding
     text = io.TextIOWrapper(buffered, encoding=sniffed.encoding, newline="")
-    records = {"csv": _csv_records, "json": _json_array_records, "jsonl": _json_lines_records}[sniffed.format](text)
+    if sniffed.format == "csv":
+        rows = _csv_rows(text, require_code=require_code)
+    else:
+        records = {"json": _json_array_records, "jsonl": _json_lines_records}[sniffed.format](text)
+        rows = _parsed_records(records, require_code=require_code)
     try:
-        for row_number, record, raw in records:
-            if isinstance(record, RowProblem):
-                yield record
-            else:
-                yield parse_record(record, row_number=row_number, raw=raw, require_code=require_code)
+        yield from rows
     except UnicodeDecodeError as error:
         raise UnreadableFile(
             f"the file is not valid {sniffed.encoding} after its first rows (byte offset ~{error.start}); "
@@ -192,9 +197,9 @@ def parse_record(record: dict, *, row_number: int, raw: str = "", require_code: 
             number = Decimal(text)
         except InvalidOperation:
             return problem(f"{column} {clean[column]!r} is not a number")
-        if not number.is_finite() or number < 0 or number >= Decimal("1e14"):
+        if not number.is_finite() or number < 0 or number >= NUMBER_LIMIT:
             return problem(f"{column} {clean[column]!r} must be a non-negative number below 10^14")
-        numbers[column] = number.quantize(Decimal("0.0001") if column == "quantity" else Decimal("0.01"))
+        numbers[column] = number.quantize(QUANTITY_EXPONENT if column == "quantity" else VALUE_EXPONENT)
     currency = clean["currency"].upper()
     if currency and not (len(currency) == 3 and currency.isalpha()):
         return problem(f"currency {clean['currency']!r} is not a three-letter code")
@@ -231,23 +236,44 @@ def identity_key(fields: dict) -> str:
 
     Scoped to the submitting account where it is stored (DeclarationItem.submitter), not here.
     """
-    if fields["external_id"]:
-        parts = ["id", fields["external_id"], fields["item_no"]]
-    else:
-        parts = ["content"] + [str(fields[name] if fields[name] is not None else "") for name in CONTENT_FIELDS]
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return _identity_key(fields["external_id"], fields["item_no"], _content_text(fields))
 
 
 def content_hash(fields: dict) -> str:
     """sha256 hex of what an item says (CONTENT_FIELDS): equal for an identical re-submission."""
-    parts = [str(fields[name] if fields.get(name) is not None else "") for name in CONTENT_FIELDS]
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return _sha256_hex(_content_text(fields))
+
+
+def _content_text(fields: dict) -> str:
+    return "\x1f".join(str(fields[name] if fields.get(name) is not None else "") for name in CONTENT_FIELDS)
+
+
+def _identity_key(external_id: str, item_no: str, content: str) -> str:
+    if external_id:
+        return _sha256_hex(f"id\x1f{external_id}\x1f{item_no}")
+    return _sha256_hex("content\x1f" + content)
+
+
+def _sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- formats: each yields (row_number, record dict | RowProblem, raw text) ----------------------
 
 
-def _csv_records(text: IO[str]) -> Iterator[tuple[int, dict | RowProblem, str]]:
+def _parsed_records(
+    records: Iterator[tuple[int, dict | RowProblem, str]], *, require_code: bool,
+) -> Iterator[ItemRow | RowProblem]:
+    for row_number, record, raw in records:
+        if isinstance(record, RowProblem):
+            yield record
+        else:
+            yield parse_record(record, row_number=row_number, raw=raw, require_code=require_code)
+
+
+def _csv_rows(text: IO[str], *, require_code: bool) -> Iterator[ItemRow | RowProblem]:
+    """The rows of a CSV file, checked. A row that passes every check is built by the header's quick parser;
+    any other row (blank, ragged, or failing a check) goes through parse_record, which says what is wrong."""
     reader = csv.reader(text)
     try:
         header = next(reader)
@@ -258,6 +284,8 @@ def _csv_records(text: IO[str]) -> Iterator[tuple[int, dict | RowProblem, str]]:
     header = [name.strip().lower().lstrip("\ufeff") for name in header]
     if "description" not in header:
         raise UnreadableFile(f"the CSV header has no 'description' column (columns: {', '.join(header)})")
+    quick = _quick_csv_parser(header, require_code=require_code)
+    width = len(header)
     row_number = 0
     while True:
         row_number += 1
@@ -266,16 +294,98 @@ def _csv_records(text: IO[str]) -> Iterator[tuple[int, dict | RowProblem, str]]:
         except StopIteration:
             return
         except csv.Error as error:
-            yield row_number, RowProblem(row_number, f"the CSV row cannot be read: {error}"), ""
+            yield RowProblem(row_number, f"the CSV row cannot be read: {error}")
             continue
-        raw = ",".join(cells)
+        if quick is not None and len(cells) == width:
+            item = quick(cells, row_number)
+            if item is not None:
+                yield item
+                continue
         if not any(cell.strip() for cell in cells):
             continue  # blank lines are not rows
-        if len(cells) != len(header):
-            reason = f"expected {len(header)} columns, found {len(cells)}"
-            yield row_number, RowProblem(row_number, reason, raw[:2000]), raw
+        raw = ",".join(cells)
+        if len(cells) != width:
+            yield RowProblem(row_number, f"expected {width} columns, found {len(cells)}", raw[:2000])
             continue
-        yield row_number, dict(zip(header, cells)), raw
+        yield parse_record(dict(zip(header, cells)), row_number=row_number, raw=raw, require_code=require_code)
+
+
+def _quick_csv_parser(header: list[str], *, require_code: bool) -> Callable[[list[str], int], ItemRow | None] | None:
+    """parse_record for the rows of one CSV header, for rows that pass every check; None for any other row.
+
+    The same checks and the same fields as parse_record, on a list of cells instead of a dict, with no
+    error messages to build: most rows of a file are good, and this is where an import spends its time.
+    None when the header itself is unusual (a repeated or NUL-bearing column name): parse_record reads it.
+    """
+    if len(set(header)) != len(header) or any("\x00" in name for name in header):
+        return None
+    missing = len(header)  # the index of an empty cell appended to each row, for the known columns it lacks
+    pick_known = operator.itemgetter(*(header.index(column) if column in header else missing
+                                       for column in KNOWN_COLUMNS))
+    extra_positions = [(name, position) for position, name in enumerate(header)
+                       if name not in KNOWN_COLUMNS and name != ""]
+    limits = tuple(MAX_LENGTHS[column] for column in ("id", "item_no", "product_name", "spec", "origin", "unit",
+                                                      "language"))
+    id_limit, item_no_limit, product_name_limit, spec_limit, origin_limit, unit_limit, language_limit = limits
+    separators = HS_CODE_SEPARATORS.sub
+
+    def parse(cells: list[str], row_number: int) -> ItemRow | None:
+        stripped = [cell.strip() for cell in cells]
+        if not any(stripped) or "\x00" in "".join(cells):
+            return None
+        stripped.append("")
+        (external_id, item_no, product_name, spec, description, given_code, origin, quantity_text, unit, value_text,
+         given_currency, language) = pick_known(stripped)
+        if (len(external_id) > id_limit or len(item_no) > item_no_limit or len(product_name) > product_name_limit
+                or len(spec) > spec_limit or len(origin) > origin_limit or len(unit) > unit_limit
+                or len(language) > language_limit or len(description) > MAX_DESCRIPTION_CHARS
+                or (item_no and not external_id)):
+            return None
+        code = given_code if given_code.isdigit() else separators("", given_code)
+        if code and (not code.isdigit() or len(code) not in HS_CODE_LENGTHS):
+            return None
+        if require_code and not (code and description):
+            return None
+        quantity = _quick_number(quantity_text, QUANTITY_EXPONENT)
+        value = _quick_number(value_text, VALUE_EXPONENT)
+        if quantity is _NOT_A_NUMBER or value is _NOT_A_NUMBER:
+            return None
+        currency = given_currency.upper()
+        if currency and not (len(currency) == 3 and currency.isalpha()):
+            return None
+        origin = origin.upper()
+        content = "\x1f".join((description, product_name, spec, code, origin,
+                               "" if quantity is None else str(quantity), unit,
+                               "" if value is None else str(value), currency))
+        fields = {
+            "external_id": external_id, "item_no": item_no, "product_name": product_name, "spec": spec,
+            "description_raw": description, "declared_code": code, "origin": origin, "quantity": quantity,
+            "unit": unit, "value": value, "currency": currency, "language": language.lower(),
+            "extra": {name: cells[position] for name, position in extra_positions},
+        }
+        return ItemRow(row_number=row_number, fields=fields, identity_key=_identity_key(external_id, item_no, content),
+                       content_hash=_sha256_hex(content))
+
+    return parse
+
+
+# What _quick_number returns for text that parse_record would reject.
+_NOT_A_NUMBER = object()
+
+
+def _quick_number(text: str, exponent: Decimal) -> Decimal | None | object:
+    """parse_record's reading of quantity and value: None when empty, _NOT_A_NUMBER when it would be rejected."""
+    if "," in text:
+        text = text.replace(",", "")
+    if not text:
+        return None
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return _NOT_A_NUMBER
+    if not number.is_finite() or number < 0 or number >= NUMBER_LIMIT:
+        return _NOT_A_NUMBER
+    return number.quantize(exponent)
 
 
 def _json_lines_records(text: IO[str]) -> Iterator[tuple[int, dict | RowProblem, str]]:

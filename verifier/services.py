@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
+import queue
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -88,16 +91,17 @@ def import_rows(*, batch: DeclarationBatch, rows: Iterator[ItemRow | RowProblem]
     """
     rows_read = rejected = 0
     reference_ids: list[int] = []
-    for chunk in _chunks(rows, IMPORT_CHUNK_ROWS):
+    # Inside a caller's transaction the chunks commit with it, and its commit must wait for the disk.
+    chunks_commit_on_their_own = not connection.in_atomic_block
+    for chunk in _read_ahead(_chunks(rows, IMPORT_CHUNK_ROWS)):
         good = [row for row in chunk if isinstance(row, ItemRow)]
         bad = [row for row in chunk if isinstance(row, RowProblem)]
         rows_read += len(chunk)
         rejected += len(bad)
         with transaction.atomic():
-            ImportRowError.objects.bulk_create(
-                ImportRowError(batch=batch, row_number=row.row_number, reason=_storable(row.reason),
-                               raw=_storable(row.raw)) for row in bad
-            )
+            if chunks_commit_on_their_own:
+                _commit_without_waiting_for_disk()
+            _create_row_errors(batch=batch, rows=bad)
             if batch.is_reference:
                 reference_ids += _create_reference_entries(good, since=batch.created_at)
             else:
@@ -126,29 +130,124 @@ def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
     Identity is per submitter (the batch's creator): a key that account has not used is version 1;
     a key whose latest version says something else (content_hash) gets the next version, judged
     again while the earlier ones keep their verdicts; an identical re-submission inserts nothing.
+
+    1. COPY the chunk into a temporary staging table (a key repeated inside the chunk: its first row).
+    2. Insert every staged row as version 1; the unique index on (submitter, key, version) turns away
+       the keys this submitter already has, and those inserted leave the staging table.
+    3. Only when some were turned away: find their latest versions and insert those whose content changed.
     """
     if not rows:
         return
-    # A key repeated inside one chunk would be two rows of one INSERT; keep the first.
-    unique_rows = list({row.identity_key: row for row in reversed(rows)}.values())
-    submitter_id = batch.created_by_id
-    latest: dict[str, tuple[int, str]] = {}
-    for key, version, digest in (
-        DeclarationItem.objects.filter(submitter_id=submitter_id,
-                                       identity_key__in=[r.identity_key for r in unique_rows])
-        .order_by("identity_key", "-version").distinct("identity_key")
-        .values_list("identity_key", "version", "content_hash")
-    ):
-        latest[key] = (version, digest)
-    new_items = []
-    for row in unique_rows:
-        version, digest = latest.get(row.identity_key, (0, None))
-        if digest == row.content_hash:
-            continue  # the same item as submitted before: nothing to judge again
-        new_items.append(DeclarationItem(batch=batch, submitter_id=submitter_id, identity_key=row.identity_key,
-                                         version=version + 1, content_hash=row.content_hash, **row.fields))
-    # ON CONFLICT DO NOTHING: another import of the same key and version at the same moment won.
-    DeclarationItem.objects.bulk_create(new_items, ignore_conflicts=True)
+    first_rows: dict[str, ItemRow] = {}
+    for row in rows:
+        first_rows.setdefault(row.identity_key, row)
+    parameters = {"batch": batch.pk, "submitter": batch.created_by_id, "pending": DeclarationItem.Status.PENDING,
+                  "now": timezone.now()}
+    names = {"items": DeclarationItem._meta.db_table, "staging": STAGING_TABLE,
+             "submitter": "IS NULL" if batch.created_by_id is None else "= %(submitter)s"}
+    with connection.cursor() as cursor:
+        _prepare_staging_table(cursor)
+        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMNS)}) FROM STDIN") as copy:
+            write_row = copy.write_row
+            for row in first_rows.values():
+                fields = row.fields
+                extra = fields["extra"]
+                write_row((
+                    row.row_number, row.identity_key, row.content_hash, fields["external_id"], fields["item_no"],
+                    fields["product_name"], fields["spec"], fields["description_raw"], fields["declared_code"],
+                    fields["origin"], fields["quantity"], fields["unit"], fields["value"], fields["currency"],
+                    fields["language"], json.dumps(extra, ensure_ascii=False) if extra else "{}",
+                ))
+        cursor.execute(_INSERT_FIRST_VERSIONS.format(**names), parameters)
+        if cursor.rowcount < len(first_rows):
+            # ON CONFLICT DO NOTHING: another import of the same key and version at the same moment won.
+            cursor.execute(_INSERT_NEXT_VERSIONS.format(**names), parameters)
+            # Empty for the next chunk, which may come before any commit (an import inside a transaction).
+            cursor.execute(f"DELETE FROM {STAGING_TABLE}")
+
+
+# Where one chunk of an import waits between COPY and INSERT: private to the connection, emptied at each commit.
+STAGING_TABLE = "verifier_import_staging"
+STAGING_COLUMNS = (
+    "row_number", "identity_key", "content_hash", "external_id", "item_no", "product_name", "spec", "description_raw",
+    "declared_code", "origin", "quantity", "unit", "value", "currency", "language", "extra",
+)
+_CREATE_STAGING_TABLE = f"""
+    CREATE TEMPORARY TABLE {STAGING_TABLE} (
+        row_number integer, identity_key text, content_hash text, external_id text, item_no text, product_name text,
+        spec text, description_raw text, declared_code text, origin text, quantity numeric, unit text,
+        value numeric, currency text, language text, extra text
+    ) ON COMMIT DELETE ROWS
+"""
+_INSERTED_COLUMNS = """
+    batch_id, submitter_id, identity_key, version, content_hash, external_id, item_no, product_name, spec,
+    description_raw, description_normalized, declared_code, origin, quantity, unit, value, currency, language,
+    extra, status, claimed_by, attempts, last_error, created_at
+"""
+# {version}: the version each staged row is inserted as.
+_SELECT_STAGED = """
+    SELECT %(batch)s, %(submitter)s, staged.identity_key, {version}, staged.content_hash, staged.external_id,
+           staged.item_no, staged.product_name, staged.spec, staged.description_raw, '', staged.declared_code,
+           staged.origin, staged.quantity, staged.unit, staged.value, staged.currency, staged.language,
+           staged.extra::jsonb, %(pending)s, '', 0, '', %(now)s
+    FROM {{staging}} AS staged
+"""
+# The count of rows deleted from the staging table is the count inserted: the rest are keys already known.
+_INSERT_FIRST_VERSIONS = f"""
+    WITH inserted AS (
+        INSERT INTO {{items}} ({_INSERTED_COLUMNS})
+        {_SELECT_STAGED.format(version=1)}
+        ORDER BY staged.row_number
+        ON CONFLICT DO NOTHING
+        RETURNING identity_key
+    )
+    DELETE FROM {{staging}} AS staged USING inserted WHERE staged.identity_key = inserted.identity_key
+"""
+# Each remaining key's latest version for this submitter; a row is inserted as the next one unless it says the same.
+_INSERT_NEXT_VERSIONS = f"""
+    INSERT INTO {{items}} ({_INSERTED_COLUMNS})
+    {_SELECT_STAGED.format(version="COALESCE(latest.version, 0) + 1")}
+    LEFT JOIN LATERAL (
+        SELECT known.version, known.content_hash FROM {{items}} AS known
+        WHERE known.submitter_id {{submitter}} AND known.identity_key = staged.identity_key
+        ORDER BY known.submitter_id DESC, known.identity_key DESC, known.version DESC LIMIT 1
+    ) AS latest ON true
+    WHERE latest.content_hash IS DISTINCT FROM staged.content_hash
+    ORDER BY staged.row_number
+    ON CONFLICT DO NOTHING
+"""
+
+
+def _prepare_staging_table(cursor) -> None:
+    """The staging table on this connection, created on first use (a rolled-back chunk takes it away).
+
+    It is empty here: each chunk leaves it empty (_create_items), and so does each commit.
+    """
+    cursor.execute("SELECT to_regclass(%s)", [f"pg_temp.{STAGING_TABLE}"])
+    if cursor.fetchone()[0] is None:
+        cursor.execute(_CREATE_STAGING_TABLE)
+
+
+def _commit_without_waiting_for_disk() -> None:
+    """A chunk's commit does not wait for its WAL to reach the disk (synchronous_commit off, this transaction only).
+
+    A crash can then lose only chunks of an import that had not finished: its batch is still `importing`
+    (an upload is resumed by the sweeper and its identity keys skip what survived; an API or command import
+    fails with its caller). The final update of the batch commits as usual, and its flush takes every chunk's
+    WAL to the disk with it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
+
+
+def _create_row_errors(*, batch: DeclarationBatch, rows: Sequence[RowProblem]) -> None:
+    if not rows:
+        return
+    with connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY {ImportRowError._meta.db_table} (batch_id, row_number, reason, raw) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            copy.write_row((batch.pk, row.row_number, _storable(row.reason), _storable(row.raw)))
 
 
 def _create_reference_entries(rows: Sequence[ItemRow], *, since) -> list[int]:
@@ -196,6 +295,50 @@ def _chunks(rows: Iterator, size: int) -> Iterator[list]:
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+def _read_ahead(chunks: Iterator[list]) -> Iterator[list]:
+    """The chunks of `chunks`, read by a thread one chunk ahead: the file is parsed while the database writes.
+
+    The thread only reads and parses (no database access: the connection stays with the caller). Its
+    exception is raised here where its chunk would have been; memory holds at most three chunks.
+    If the caller stops early (an error while writing), the thread stops at its next chunk.
+    """
+    handover: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item: tuple) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                handover.put(item, timeout=0.1)
+                return True
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over((chunk, None)):
+                    return
+            hand_over((None, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, who raises it
+            hand_over((None, error))
+        finally:
+            if isinstance(chunks, Generator):
+                chunks.close()
+
+    reader = threading.Thread(target=read, name="import-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            chunk, error = handover.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        reader.join()
 
 
 # --- queueing (always after commit: a task must see the rows it is about) -----------------------

@@ -238,3 +238,108 @@ def test_a_rerun_of_an_interrupted_import_counts_the_items_its_first_run_wrote(m
     assert (report.rows_read, report.items_created, report.duplicates) == (10, 10, 0)
     batch.refresh_from_db()
     assert (batch.items_created, batch.duplicates, batch.status) == (10, 0, DeclarationBatch.Status.PROCESSING)
+
+
+# --- the bulk path: quick CSV rows, COPY through a staging table, reading ahead (issue 16) -------------------
+
+
+def test_it_reads_every_csv_row_as_parse_record_reads_it():
+    import csv
+
+    from verifier.importing import parse_record
+
+    header = ["ID", "item_no", " Description ", "hs_code", "quantity", "value", "currency", "origin", "language",
+              "unit", "spec", "product_name", "Port"]
+    rows = [
+        ["D-1", "1", " cotton shirt ", "6109.10", "1,200", "99.999", "usd", "cn", "ZH", "PCS", "S", "shirt", " Ningbo"],
+        ["D-1", "2", "bolts", "7318 15", "1e3", "0", "EUR", "de", "en", "KG", "", "", ""],
+        ["", "", "green tea", "", "", "", "", "", "", "", "", "", ""],
+        ["D-2", "1", "tea", "84X1", "1", "1", "USD", "", "", "", "", "", ""],
+        ["", "3", "item without id", "0902", "", "", "", "", "", "", "", "", ""],
+        ["D-3", "1", "tea", "0902", "-1", "", "", "", "", "", "", "", ""],
+        ["D-3", "2", "tea", "0902", "NaN", "", "", "", "", "", "", "", ""],
+        ["D-3", "3", "tea", "0902", "", "1e14", "", "", "", "", "", "", ""],
+        ["D-3", "4", "tea", "0902", "", "", "US", "", "", "", "", "", ""],
+        ["D-3", "5", "tea\x00", "0902", "", "", "", "", "", "", "", "", ""],
+        ["D-3", "6", "x" * 4001, "0902", "", "", "", "", "", "", "", "", ""],
+        ["D" * 65, "1", "tea", "0902", "", "", "", "", "", "", "", "", ""],
+        ["D-3", "7", "tea", "0902", ",", "1_000", "", "ABCDEFGHI", "", "", "", "", ""],
+        ["", "", "", "", "", "", "", "", "", "", "", "", ""],
+        ["D-4", "1", "", "", "", "", "", "", "", "", "", "", ""],
+    ]
+    text = io.StringIO()
+    csv.writer(text).writerows([header] + rows)
+    data = io.BytesIO(text.getvalue().encode("utf-8"))
+
+    read = list(read_declaration_rows(data, file_name="items.csv"))
+
+    names = [name.strip().lower() for name in header]
+    expected = [parse_record(dict(zip(names, cells)), row_number=number, raw=",".join(cells))
+                for number, cells in enumerate(rows, start=1) if any(cell.strip() for cell in cells)]
+    assert read == expected
+    assert sum(isinstance(row, ItemRow) for row in read) == 4
+
+
+def test_it_reports_every_bad_row_stores_each_good_row_once_across_chunks_and_a_reimport_adds_nothing(monkeypatch):
+    from verifier import services
+
+    monkeypatch.setattr(services, "IMPORT_CHUNK_ROWS", 3)
+    rows = [{"id": f"C-{number}", "item_no": "1", "description": f"cotton towel {number}",
+             "hs_code": "63X2" if number % 4 == 0 else "630260"} for number in range(1, 15)]
+    rows[9] = {**rows[1]}  # row 10 repeats row 2 (another chunk): a duplicate
+    rows[10] = {**rows[2], "description": "cotton towel 3, corrected"}  # row 11 changes row 3: its version 2
+    batch, report = import_bytes(csv_bytes(rows), file_name="chunks.csv")
+
+    assert (report.rows_read, report.rows_rejected, report.items_created, report.duplicates) == (14, 3, 10, 1)
+    assert list(ImportRowError.objects.filter(batch=batch).order_by("row_number").values_list(
+        "row_number", flat=True)) == [4, 8, 12]
+    items = list(DeclarationItem.objects.filter(batch=batch).order_by("id"))
+    assert [(item.external_id, item.version) for item in items] == [
+        ("C-1", 1), ("C-2", 1), ("C-3", 1), ("C-5", 1), ("C-6", 1), ("C-7", 1), ("C-9", 1), ("C-3", 2),
+        ("C-13", 1), ("C-14", 1)]
+    assert items[-3].description_raw == "cotton towel 3, corrected" and items[0].extra == {}
+
+    # The same file again, less row 3 (its original text would now be a third version): nothing new.
+    _, again = import_bytes(csv_bytes(rows[:2] + rows[3:]), file_name="again.csv")
+    assert (again.items_created, again.duplicates, again.rows_rejected) == (0, 10, 3)
+    assert DeclarationItem.objects.count() == 10
+
+
+def test_it_keeps_the_rows_read_before_a_stream_turns_unreadable():
+    from verifier import services
+
+    good = "".join(f"U-{number},1,cotton towel {number}\n" for number in range(20_000)).encode()
+
+    class Stream(io.RawIOBase):  # not seekable: the encoding is sniffed from the first bytes only
+        def __init__(self):
+            self.data = io.BytesIO(b"id,item_no,description\n" + good + b"U-x,1,\xff\xfe broken\n")
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            return self.data.readinto(buffer)
+
+    batch = create_batch(source=DeclarationBatch.Source.FILE, file_name="cut.csv")
+    report = services.import_declaration_file(batch=batch, stream=Stream(), file_name="cut.csv")
+
+    assert "not valid utf-8 after its first rows" in report.failure_reason
+    assert DeclarationItem.objects.filter(batch=batch).count() >= services.IMPORT_CHUNK_ROWS
+
+
+def test_it_leaves_no_reading_thread_behind_when_writing_fails(monkeypatch):
+    import threading
+
+    from verifier import services
+
+    monkeypatch.setattr(services, "IMPORT_CHUNK_ROWS", 2)
+
+    def database_lost(**arguments):
+        raise ConnectionError("database lost")
+
+    monkeypatch.setattr(services, "_create_items", database_lost)
+    rows = [{"id": f"T-{number}", "item_no": "1", "description": f"cotton towel {number}"} for number in range(50)]
+    with pytest.raises(ConnectionError):
+        import_bytes(csv_bytes(rows), file_name="items.csv")
+
+    assert not [thread for thread in threading.enumerate() if thread.name == "import-read-ahead"]
