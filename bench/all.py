@@ -128,8 +128,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     parser.add_argument("--update-readme", action="store_true", help="rewrite the README's benchmark table")
     parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCHMARKS))
-    parser.add_argument("--knn-sizes", default="100000", help="passed to knn --sizes (default 100000)")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per benchmark (default 3600)")
+    parser.add_argument("--knn-sizes", default="100000,1000000",
+                        help="passed to knn --sizes (default 100000,1000000: the 1M corpus and its index are built "
+                             "on the first run, about half an hour on 2 cores, and kept in database bench_knn)")
+    parser.add_argument("--timeout", type=float, default=7200, help="seconds allowed per benchmark (default 7200)")
     arguments = parser.parse_args(argv)
     names = available_benchmarks()
     if arguments.only:
