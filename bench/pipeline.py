@@ -18,13 +18,18 @@ service, not a model. The run:
    number of query vectors, on as many connections as worker processes (no import,
    no embedding, no vote, no writes).
 
-Half of the items repeat a reference's wording (as real declarations often repeat
-earlier ones), half are new wordings. The double's vectors (`--geometry`): "lexical"
+Half of the items repeat a reference's wording, half are new wordings. With
+`--repeat-share` (default "0,0.5": two streams measured one after the other, each
+against its own floor), that share of the items repeats an earlier item of the same
+stream, description and declared code, as a day's declarations repeat products: such
+an item copies the earlier verdict (verifier.reuse) instead of a new search, so the
+floor (every item searched) can be beaten. The double's vectors (`--geometry`): "lexical"
 (default) gives texts that share words close vectors around a common direction, as a
 real model does; "random" gives every text an unrelated vector, the worst case for an
 HNSW search (`python -m bench geometry` compares them with the CPU model's own vectors
 on the knowledge base's texts: lexical is the closer, and still the harder to search).
-JSON last line: items_per_s, references, items, knn_floor_items_per_s, ratio_to_floor, details.
+JSON last line: the first stream's items_per_s, items, knn_floor_items_per_s, ratio_to_floor and
+repeat_share; `runs` (every stream), `figures` (a table row per stream), details.
 """
 from __future__ import annotations
 
@@ -177,18 +182,27 @@ def stored_vector_is_current(*, space, geometry: str) -> bool:
     return row is not None and bool(abs(halfvec_from_binary(bytes(row[0])) - expected).max() < 1e-2)
 
 
-def item_csv(count: int, *, references: int, nonce: str) -> bytes:
-    """Half the items repeat a reference's wording and code; half are new wordings."""
+def item_csv(count: int, *, references: int, nonce: str, repeat_share: float = 0.0) -> bytes:
+    """Half the items repeat a reference's wording and code; half are new wordings.
+
+    With `repeat_share`, that share of the items (chosen at random) repeat an earlier item of the stream
+    (its description and declared code, under a new declaration id), as a stream of declarations repeats
+    products; the rest are made as above.
+    """
     rng = random.Random(nonce)
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["id", "item_no", "description", "hs_code", "quantity", "unit", "value", "currency", "origin"])
+    earlier: list[tuple[str, str]] = []
     for number in range(count):
         reference = rng.randrange(1, references + 1)
-        if number % 2 == 0:
+        if earlier and rng.random() < repeat_share:
+            description, code = earlier[rng.randrange(len(earlier))]
+        elif number % 2 == 0:
             description, code = reference_text(reference), reference_code(reference)
         else:
             description, code = f"{reference_text(reference)} variant {nonce}-{number}", reference_code(reference + 1)
+        earlier.append((description, code))
         writer.writerow([f"BENCH-{nonce}-{number // 10}", number % 10 + 1, description, code,
                          rng.randrange(1, 500), "pcs", rng.randrange(10, 90_000), "USD", "CN"])
     return text.getvalue().encode("utf-8")
@@ -274,9 +288,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--references", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2,
                         help="worker processes of the Celery worker (default: one per core)")
+    parser.add_argument("--repeat-share", default="0,0.5",
+                        help="share of items that repeat an earlier item of the stream; comma-separated values are "
+                             "measured one after the other, each against its own floor (default 0,0.5)")
     parser.add_argument("--geometry", choices=sorted(DATABASE_NAMES), default=DEFAULT_GEOMETRY,
                         help="the double's vectors: lexical (like a real model's) or random (the worst case)")
     arguments = parser.parse_args(argv)
+    repeat_shares = [float(share) for share in arguments.repeat_share.split(",")]
 
     def log(message: str) -> None:
         if not arguments.json:
@@ -302,12 +320,8 @@ def main(argv: list[str]) -> None:
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
-    from django.db.models import Count
 
-    from config.celery import app
     from embeddings.models import EmbeddingSpace
-    from verifier.models import DeclarationBatch, Verdict
-    from verifier.services import create_batch, import_declaration_file
 
     double = protocol_double_command(port=port, dimensions=DIMENSIONS,
                                      extra=["--model", MODEL, "--geometry", arguments.geometry])
@@ -321,48 +335,81 @@ def main(argv: list[str]) -> None:
         # The kept database remembers the space's endpoint; this run's double listens on a new port.
         EmbeddingSpace.objects.filter(model_name=MODEL).update(endpoint_url=environment["EMBEDDING_BASE_URL"])
         setup = ensure_references(arguments.references, geometry=arguments.geometry, log=log)
-        reset_work()
-        app.control.purge()
-        nonce = f"{time.time_ns():x}"
-        data = item_csv(arguments.items, references=arguments.references, nonce=nonce)
-        with child_process(celery_worker_command(concurrency=arguments.concurrency, hostname=f"bench-{nonce}@%h",
-                                                 loglevel="INFO"),
-                           what="celery worker", log_path=LOG_DIRECTORY / LOG_FILES[1]) as worker:
-            wait_for_workers(app, count=1)
-            log(f"importing {arguments.items:,} items; {arguments.concurrency} worker processes verify them")
-            with RssSampler(worker.pid) as worker_memory, Stopwatch() as watch:
-                with Stopwatch() as import_watch:
-                    batch = create_batch(source=DeclarationBatch.Source.FILE, file_name="bench-pipeline.csv")
-                    report = import_declaration_file(batch=batch, stream=io.BytesIO(data),
-                                                     file_name="bench-pipeline.csv")
-                deadline = time.monotonic() + POLL_TIMEOUT_SECONDS
-                while True:
-                    batch.refresh_from_db()
-                    if batch.status != DeclarationBatch.Status.PROCESSING or time.monotonic() > deadline:
-                        break
-                    time.sleep(POLL_SECONDS)
-        verdicts = Verdict.objects.filter(item__batch=batch).count()
-        if verdicts != report.items_created or batch.status != DeclarationBatch.Status.DONE:
-            raise SystemExit(f"only {verdicts} of {report.items_created} items got a verdict (batch {batch.status})")
-        log("measuring the floor: raw batched kNN over the same number of vectors, "
-            f"{arguments.concurrency} connections")
-        floor = knn_floor(arguments.items, concurrency=arguments.concurrency, geometry=arguments.geometry)
-        tiers = dict(Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id"))
-                     .values_list("tier", "n"))
-    items_per_s = verdicts / watch.seconds
+        runs = []
+        for share in repeat_shares:
+            run = measure_run(arguments, repeat_share=share, log=log)
+            log(f"repeat share {share}: {run['items_per_s']} items/s, floor {run['knn_floor_items_per_s']}/s "
+                f"(ratio {run['ratio_to_floor']})")
+            runs.append(run)
+    first = runs[0]
     emit({
-        "items_per_s": round(items_per_s),
+        **{key: first[key] for key in ("items_per_s", "items", "seconds", "import_seconds", "knn_floor_items_per_s",
+                                       "ratio_to_floor", "repeat_share")},
         "references": arguments.references,
         "hs_search_ef": settings.HS_SEARCH_EF,
         "vectors": arguments.geometry,
+        "runs": runs,
+        "figures": [{
+            "figure": f"pipeline: items/s from import to verdict (protocol double, {arguments.geometry} vectors, "
+                      f"`HS_SEARCH_EF` {settings.HS_SEARCH_EF}, "
+                      + (f"{run['repeat_share']:.0%} of items repeat an earlier one)" if run["repeat_share"]
+                         else "no repeated items)"),
+            "value": run["items_per_s"], "floor": run["knn_floor_items_per_s"],
+            "floor_name": "raw batched kNN items/s (every item searched)", "ratio": run["ratio_to_floor"],
+        } for run in runs],
+        "details": {"setup": setup, "worker_concurrency": arguments.concurrency,
+                    "bench_peak_rss_mib": round(peak_rss_mib()),
+                    "machine": machine_description(), "embedding": "protocol double (child process)"},
+    }, as_json_only=arguments.json)
+
+
+def measure_run(arguments, *, repeat_share: float, log) -> dict:
+    """One stream of items from import to verdicts by a fresh worker, then the kNN floor over as many vectors."""
+    from django.db.models import Count
+
+    from config.celery import app
+    from verifier.models import DeclarationBatch, Verdict
+    from verifier.services import create_batch, import_declaration_file
+
+    reset_work()
+    app.control.purge()
+    nonce = f"{time.time_ns():x}"
+    data = item_csv(arguments.items, references=arguments.references, nonce=nonce, repeat_share=repeat_share)
+    with child_process(celery_worker_command(concurrency=arguments.concurrency, hostname=f"bench-{nonce}@%h",
+                                             loglevel="INFO"),
+                       what="celery worker", log_path=LOG_DIRECTORY / LOG_FILES[1]) as worker:
+        wait_for_workers(app, count=1)
+        log(f"importing {arguments.items:,} items ({repeat_share:.0%} repeats); "
+            f"{arguments.concurrency} worker processes verify them")
+        with RssSampler(worker.pid) as worker_memory, Stopwatch() as watch:
+            with Stopwatch() as import_watch:
+                batch = create_batch(source=DeclarationBatch.Source.FILE, file_name="bench-pipeline.csv")
+                report = import_declaration_file(batch=batch, stream=io.BytesIO(data),
+                                                 file_name="bench-pipeline.csv")
+            deadline = time.monotonic() + POLL_TIMEOUT_SECONDS
+            while True:
+                batch.refresh_from_db()
+                if batch.status != DeclarationBatch.Status.PROCESSING or time.monotonic() > deadline:
+                    break
+                time.sleep(POLL_SECONDS)
+    verdicts = Verdict.objects.filter(item__batch=batch).count()
+    if verdicts != report.items_created or batch.status != DeclarationBatch.Status.DONE:
+        raise SystemExit(f"only {verdicts} of {report.items_created} items got a verdict (batch {batch.status})")
+    log(f"measuring the floor: raw batched kNN over the same number of vectors, {arguments.concurrency} connections")
+    floor = knn_floor(arguments.items, concurrency=arguments.concurrency, geometry=arguments.geometry)
+    tiers = dict(Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id"))
+                 .values_list("tier", "n"))
+    items_per_s = verdicts / watch.seconds
+    return {
+        "repeat_share": repeat_share,
+        "items_per_s": round(items_per_s),
         "items": verdicts,
         "seconds": round(watch.seconds, 2),
         "import_seconds": round(import_watch.seconds, 2),
         "knn_floor_items_per_s": round(floor),
         "ratio_to_floor": round(items_per_s / floor, 3),
-        "details": {"tiers": tiers, "setup": setup, "worker_concurrency": arguments.concurrency,
-                    # Other work on the machine slows both figures; the ratio to the floor is the comparable one.
-                    "load_average_1min_at_end": round(os.getloadavg()[0], 1),
-                    "worker_peak_rss_mib": round(worker_memory.peak_mib), "bench_peak_rss_mib": round(peak_rss_mib()),
-                    "machine": machine_description(), "embedding": "protocol double (child process)"},
-    }, as_json_only=arguments.json)
+        "tiers": tiers,
+        # Other work on the machine slows both figures; the ratio to the floor is the comparable one.
+        "load_average_1min_at_end": round(os.getloadavg()[0], 1),
+        "worker_peak_rss_mib": round(worker_memory.peak_mib),
+    }
