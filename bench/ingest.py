@@ -6,7 +6,8 @@
 2. Floor: `COPY ... FROM STDIN (FORMAT csv)` of the same bytes into a plain table
    of text columns: what PostgreSQL itself can take on this machine.
 3. Figure: verifier.services.import_declaration_file over the same file (encoding
-   sniffing, row checks, identity keys, bulk inserts in chunks, row errors).
+   sniffing, row checks, identity keys, row errors; chunks of rows COPYed into a
+   staging table and inserted from it, the next chunk parsed meanwhile).
 
 Both run against a dedicated database (`bench_ingest` on the same server, migrated
 on first use), never the service's own data. Queueing verification is left out

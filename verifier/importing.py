@@ -330,7 +330,7 @@ def _quick_csv_parser(header: list[str], *, require_code: bool) -> Callable[[lis
     separators = HS_CODE_SEPARATORS.sub
 
     def parse(cells: list[str], row_number: int) -> ItemRow | None:
-        stripped = [cell.strip() for cell in cells]
+        stripped = list(map(str.strip, cells))
         if not any(stripped) or "\x00" in "".join(cells):
             return None
         stripped.append("")

@@ -36,7 +36,9 @@ from .models import (
 from .normalization import item_text, normalize_description
 from .selectors import glossary_mapping
 
-# Rows written per INSERT: big enough to amortise the round trip, small enough to bound memory.
+# Rows written per COPY and INSERT (one transaction): big enough to amortise the round trips and the commit,
+# small enough to bound memory (three chunks at most are held: one written, one waiting, one being read).
+# A key repeated within one chunk keeps its first row; across chunks a changed row is a new version.
 IMPORT_CHUNK_ROWS = 2000
 # Knowledge entries embedded per call to the embedding service.
 INDEX_CHUNK_ENTRIES = 512
@@ -133,8 +135,8 @@ def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
 
     1. COPY the chunk into a temporary staging table (a key repeated inside the chunk: its first row).
     2. Insert every staged row as version 1; the unique index on (submitter, key, version) turns away
-       the keys this submitter already has, and those inserted leave the staging table.
-    3. Only when some were turned away: find their latest versions and insert those whose content changed.
+       the keys this submitter already has.
+    3. Only when some were turned away: find each key's latest version and insert the rows whose content changed.
     """
     if not rows:
         return
@@ -145,7 +147,8 @@ def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
                   "now": timezone.now()}
     names = {"items": DeclarationItem._meta.db_table, "staging": STAGING_TABLE,
              "submitter": "IS NULL" if batch.created_by_id is None else "= %(submitter)s"}
-    with connection.cursor() as cursor:
+    # One transaction (the caller's, usually): the staging table's rows live until its commit.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         _prepare_staging_table(cursor)
         with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMNS)}) FROM STDIN") as copy:
             write_row = copy.write_row
@@ -160,9 +163,11 @@ def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
                 ))
         cursor.execute(_INSERT_FIRST_VERSIONS.format(**names), parameters)
         if cursor.rowcount < len(first_rows):
+            # Every staged row again: those just inserted find themselves as their latest version and are skipped.
             # ON CONFLICT DO NOTHING: another import of the same key and version at the same moment won.
             cursor.execute(_INSERT_NEXT_VERSIONS.format(**names), parameters)
-            # Empty for the next chunk, which may come before any commit (an import inside a transaction).
+        if connection.savepoint_ids:
+            # The chunk ends in a savepoint, not a commit (an import inside a transaction): empty it for the next.
             cursor.execute(f"DELETE FROM {STAGING_TABLE}")
 
 
@@ -192,16 +197,11 @@ _SELECT_STAGED = """
            staged.extra::jsonb, %(pending)s, '', 0, '', %(now)s
     FROM {{staging}} AS staged
 """
-# The count of rows deleted from the staging table is the count inserted: the rest are keys already known.
 _INSERT_FIRST_VERSIONS = f"""
-    WITH inserted AS (
-        INSERT INTO {{items}} ({_INSERTED_COLUMNS})
-        {_SELECT_STAGED.format(version=1)}
-        ORDER BY staged.row_number
-        ON CONFLICT DO NOTHING
-        RETURNING identity_key
-    )
-    DELETE FROM {{staging}} AS staged USING inserted WHERE staged.identity_key = inserted.identity_key
+    INSERT INTO {{items}} ({_INSERTED_COLUMNS})
+    {_SELECT_STAGED.format(version=1)}
+    ORDER BY staged.row_number
+    ON CONFLICT DO NOTHING
 """
 # Each remaining key's latest version for this submitter; a row is inserted as the next one unless it says the same.
 _INSERT_NEXT_VERSIONS = f"""
@@ -221,7 +221,7 @@ _INSERT_NEXT_VERSIONS = f"""
 def _prepare_staging_table(cursor) -> None:
     """The staging table on this connection, created on first use (a rolled-back chunk takes it away).
 
-    It is empty here: each chunk leaves it empty (_create_items), and so does each commit.
+    It is empty here: each commit empties it, and a chunk that ends in a savepoint empties it itself.
     """
     cursor.execute("SELECT to_regclass(%s)", [f"pg_temp.{STAGING_TABLE}"])
     if cursor.fetchone()[0] is None:
