@@ -34,6 +34,7 @@ repeat_share; `runs` (every stream), `figures` (a table row per stream), details
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import os
@@ -329,7 +330,7 @@ def main(argv: list[str]) -> None:
     for name in LOG_FILES:
         (LOG_DIRECTORY / name).unlink(missing_ok=True)
     with child_process(double, log_path=LOG_DIRECTORY / LOG_FILES[0],
-                       port=port, what="embedding double"):
+                       port=port, what="embedding double") as double_process:
         wait_for_exclusive_run(log=log)
         call_command("migrate", verbosity=0)
         # The kept database remembers the space's endpoint; this run's double listens on a new port.
@@ -337,7 +338,7 @@ def main(argv: list[str]) -> None:
         setup = ensure_references(arguments.references, geometry=arguments.geometry, log=log)
         runs = []
         for share in repeat_shares:
-            run = measure_run(arguments, repeat_share=share, log=log)
+            run = measure_run(arguments, repeat_share=share, log=log, double_pid=double_process.pid)
             log(f"repeat share {share}: {run['items_per_s']} items/s, floor {run['knn_floor_items_per_s']}/s "
                 f"(ratio {run['ratio_to_floor']})")
             runs.append(run)
@@ -352,8 +353,9 @@ def main(argv: list[str]) -> None:
         "figures": [{
             "figure": f"pipeline: items/s from import to verdict (protocol double, {arguments.geometry} vectors, "
                       f"`HS_SEARCH_EF` {settings.HS_SEARCH_EF}, "
-                      + (f"{run['repeat_share']:.0%} of items repeat an earlier one)" if run["repeat_share"]
-                         else "no repeated items)"),
+                      + (f"{run['repeat_share']:.0%} of items repeat an earlier one" if run["repeat_share"]
+                         else "no repeated items")
+                      + "; CPU ms per item: " + cpu_split(run) + ")",
             "value": run["items_per_s"], "floor": run["knn_floor_items_per_s"],
             "floor_name": "raw batched kNN items/s (every item searched)", "ratio": run["ratio_to_floor"],
         } for run in runs],
@@ -363,13 +365,58 @@ def main(argv: list[str]) -> None:
     }, as_json_only=arguments.json)
 
 
-def measure_run(arguments, *, repeat_share: float, log) -> dict:
-    """One stream of items from import to verdicts by a fresh worker, then the kNN floor over as many vectors."""
+def cpu_split(run: dict) -> str:
+    spent, floor = run["cpu_ms_per_item"], run["floor_cpu_ms_per_item"]
+    return (f"PostgreSQL {spent['postgres']:.1f} (floor {floor['postgres']:.1f}), worker {spent['worker']:.1f}, "
+            f"double {spent['double']:.1f}, import {spent['import_and_polling']:.1f}")
+
+
+class CpuClock:
+    """CPU milliseconds spent by each group between entering and leaving: {name: callable -> CPU seconds now}."""
+
+    def __init__(self, clocks: dict) -> None:
+        self.clocks = clocks
+
+    def __enter__(self) -> CpuClock:
+        self.started = {name: clock() for name, clock in self.clocks.items()}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.spent_ms = {name: (clock() - self.started[name]) * 1000 for name, clock in self.clocks.items()}
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of the whole PostgreSQL server: the postmaster, its live children and those that exited
+    (a backend whose connection closed is counted through its parent's children times). The server is shared:
+    run on an otherwise quiet machine."""
+    import psutil
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        postmaster = psutil.Process(psutil.Process(cursor.fetchone()[0]).ppid())
+    times = postmaster.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in postmaster.children():
+        with contextlib.suppress(psutil.Error):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
+
+
+def measure_run(arguments, *, repeat_share: float, log, double_pid: int) -> dict:
+    """One stream of items from import to verdicts by a fresh worker, then the kNN floor over as many vectors.
+
+    CPU per item is counted per process group (the worker and its pool, the double, the PostgreSQL server, this
+    process: the import and the polling), so the figure says where the time goes.
+    """
     from django.db.models import Count
 
     from config.celery import app
     from verifier.models import DeclarationBatch, Verdict
     from verifier.services import create_batch, import_declaration_file
+
+    from .faq import process_cpu_seconds, process_tree
 
     reset_work()
     app.control.purge()
@@ -381,7 +428,11 @@ def measure_run(arguments, *, repeat_share: float, log) -> dict:
         wait_for_workers(app, count=1)
         log(f"importing {arguments.items:,} items ({repeat_share:.0%} repeats); "
             f"{arguments.concurrency} worker processes verify them")
-        with RssSampler(worker.pid) as worker_memory, Stopwatch() as watch:
+        meter = CpuClock({"worker": lambda: sum(process_cpu_seconds(process_tree(worker.pid)).values()),
+                          "double": lambda: sum(process_cpu_seconds([double_pid]).values()),
+                          "postgres": postgres_cpu_seconds,
+                          "import_and_polling": lambda: sum(process_cpu_seconds([os.getpid()]).values())})
+        with RssSampler(worker.pid) as worker_memory, meter, Stopwatch() as watch:
             with Stopwatch() as import_watch:
                 batch = create_batch(source=DeclarationBatch.Source.FILE, file_name="bench-pipeline.csv")
                 report = import_declaration_file(batch=batch, stream=io.BytesIO(data),
@@ -396,7 +447,10 @@ def measure_run(arguments, *, repeat_share: float, log) -> dict:
     if verdicts != report.items_created or batch.status != DeclarationBatch.Status.DONE:
         raise SystemExit(f"only {verdicts} of {report.items_created} items got a verdict (batch {batch.status})")
     log(f"measuring the floor: raw batched kNN over the same number of vectors, {arguments.concurrency} connections")
-    floor = knn_floor(arguments.items, concurrency=arguments.concurrency, geometry=arguments.geometry)
+    floor_meter = CpuClock({"postgres": postgres_cpu_seconds,
+                            "search_client": lambda: sum(process_cpu_seconds([os.getpid()]).values())})
+    with floor_meter:
+        floor = knn_floor(arguments.items, concurrency=arguments.concurrency, geometry=arguments.geometry)
     tiers = dict(Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id"))
                  .values_list("tier", "n"))
     items_per_s = verdicts / watch.seconds
@@ -409,6 +463,10 @@ def measure_run(arguments, *, repeat_share: float, log) -> dict:
         "knn_floor_items_per_s": round(floor),
         "ratio_to_floor": round(items_per_s / floor, 3),
         "tiers": tiers,
+        # Per item, over the whole stream; the floor's the same way (its database part is the search itself).
+        "cpu_ms_per_item": {name: round(spent / verdicts, 2) for name, spent in meter.spent_ms.items()},
+        "floor_cpu_ms_per_item": {name: round(spent / arguments.items, 2)
+                                  for name, spent in floor_meter.spent_ms.items()},
         # Other work on the machine slows both figures; the ratio to the floor is the comparable one.
         "load_average_1min_at_end": round(os.getloadavg()[0], 1),
         "worker_peak_rss_mib": round(worker_memory.peak_mib),
