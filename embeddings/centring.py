@@ -40,9 +40,27 @@ def _from_bytes(data: bytes) -> np.ndarray:
 
 def language_means(*, space: EmbeddingSpace, scope: str, side: str) -> dict[str, tuple[np.ndarray, int]]:
     """{language: (mean, sample count)} of one side of a scope in a space."""
-    rows = LanguageMean.objects.filter(space=space, scope=scope, side=side).values_list(
-        "language", "mean", "sample_count")
-    return {language: (_from_bytes(mean), count) for language, mean, count in rows}
+    return language_means_of_sides(space=space, scope=scope, sides=[side])[str(side)]
+
+
+def language_means_of_sides(*, space: EmbeddingSpace, scope: str,
+                            sides: Sequence[str]) -> dict[str, dict[str, tuple[np.ndarray, int]]]:
+    """{side: {language: (mean, sample count)}} of these sides of a scope in a space, in one statement.
+
+    Read on every match, in plain SQL: the ORM's query building cost three times the statement's CPU.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Index of constraint language_mean_unique (space, scope, side, language).
+            f"SELECT side, language, mean, sample_count FROM {LanguageMean._meta.db_table} "
+            "WHERE space_id = %s AND scope = %s AND side = ANY(%s)",
+            [space.id, scope, [str(side) for side in sides]],  # str(): a Side's value, never its name
+        )
+        rows = cursor.fetchall()
+    means: dict[str, dict[str, tuple[np.ndarray, int]]] = {str(side): {} for side in sides}
+    for side, language, mean, count in rows:
+        means[side][language] = (_from_bytes(mean), count)
+    return means
 
 
 def usable(means: dict[str, tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,8 +45,7 @@ def nearest_neighbours(
     if len(vectors) == 0:
         return []
     sql, parameters = nearest_neighbours_statement(space=space, corpus=corpus, vectors=vectors, k=k)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET hnsw.ef_search = {max(int(ef_search), k)}")
+    _set_ef_search(max(int(ef_search), k))
     with binary_parameter_cursor() as cursor:
         cursor.execute(sql, parameters, prepare=False)
         rows = cursor.fetchall()
@@ -53,6 +53,29 @@ def nearest_neighbours(
     for position, object_id, score in rows:
         results[position - 1].append(Neighbour(object_id=object_id, score=float(score)))
     return results
+
+
+# The hnsw.ef_search each open connection was last given outside a transaction (keyed by the psycopg connection,
+# so a new connection starts unknown).
+_session_ef_search: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _set_ef_search(value: int) -> None:
+    """SET hnsw.ef_search for this session, skipping the round trip when the connection already has it.
+
+    Only a SET made outside a transaction is remembered: one made inside may be rolled back (and the value
+    it replaced come back), so there it is always sent and the memory dropped.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    outside_transaction = not connection.in_atomic_block and connection.get_autocommit()
+    if outside_transaction and _session_ef_search.get(raw) == value:
+        return
+    _session_ef_search.pop(raw, None)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET hnsw.ef_search = {value}")
+    if outside_transaction:
+        _session_ef_search[raw] = value
 
 
 def exact_nearest_neighbours(

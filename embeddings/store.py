@@ -5,14 +5,20 @@ binary format), never as text literals: about ten times faster (see field notes)
 """
 from __future__ import annotations
 
+import copy
 import hashlib
+import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models.signals import post_delete, post_migrate, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
+from .binary_parameters import binary_parameter_cursor, halfvec_binary_rows
 from .client import get_client
 from .models import EmbeddingSpace
 
@@ -38,10 +44,32 @@ def configured_identity() -> tuple[str, int, str]:
     return client.model, client.dimensions, client.profile.prompt_version
 
 
+# How long a process reuses the active space it read (every match asks). Safe because a retired space keeps its
+# vectors for RETIRED_SPACE_GRACE_SECONDS (embeddings.services), far longer: a search that read the old space
+# still finds them there.
+ACTIVE_SPACE_TTL_SECONDS = 5.0
+_active_space_lock = threading.Lock()
+_active_space_cached: tuple[float, EmbeddingSpace] | None = None
+
+
 def active_space() -> EmbeddingSpace:
-    """The space searches use. Created (and activated) from the configured endpoint when none exists yet."""
+    """The space searches use. Created (and activated) from the configured endpoint when none exists yet.
+
+    Read once per ACTIVE_SPACE_TTL_SECONDS per process and forgotten when this process saves a space; inside a
+    transaction it is always read (the transaction may just have switched spaces, and sees its own snapshot).
+    """
+    global _active_space_cached
+    in_transaction = connection.in_atomic_block
+    if not in_transaction:
+        cached = _active_space_cached
+        if cached is not None and time.monotonic() - cached[0] < ACTIVE_SPACE_TTL_SECONDS:
+            return copy.copy(cached[1])  # a copy: a caller may change its own instance
+    read_at = time.monotonic()
     space = EmbeddingSpace.objects.filter(state=EmbeddingSpace.State.ACTIVE).first()
     if space is not None:
+        if not in_transaction:
+            with _active_space_lock:
+                _active_space_cached = (read_at, copy.copy(space))
         return space
     model, dimensions, prompt_version = configured_identity()
     with transaction.atomic():
@@ -53,6 +81,23 @@ def active_space() -> EmbeddingSpace:
             space.state, space.activated_at = EmbeddingSpace.State.ACTIVE, timezone.now()
             space.save(update_fields=["state", "activated_at"])
     return space
+
+
+@receiver(post_migrate, dispatch_uid="embeddings.store.tables_flushed")
+def forget_active_space(**_) -> None:
+    """The next active_space() reads the database (a space was saved here, the tables were migrated or
+    flushed, a test switched endpoints)."""
+    global _active_space_cached
+    with _active_space_lock:
+        _active_space_cached = None
+
+
+@receiver(post_save, sender=EmbeddingSpace, dispatch_uid="embeddings.store.space_saved")
+@receiver(post_delete, sender=EmbeddingSpace, dispatch_uid="embeddings.store.space_deleted")
+def _space_changed(**_) -> None:
+    forget_active_space()
+    # Also once the change commits: a read in between (outside the transaction) still saw the old row.
+    transaction.on_commit(forget_active_space)
 
 
 def building_spaces() -> list[EmbeddingSpace]:
@@ -169,25 +214,30 @@ def store_cached_embeddings(*, space: EmbeddingSpace, input_hashes: Sequence[byt
     """Remember computed vectors by input hash (first writer wins; a text's vector never changes in a space)."""
     if len(input_hashes) == 0:
         return
-    own_transaction = not connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
-        if own_transaction:
-            # A cache: a write lost in a crash costs one recomputation, so do not wait for the WAL flush
-            # (about 10 ms on every interactive query). Never inside a caller's transaction, whose other
-            # writes must stay durable.
-            cursor.execute("SET LOCAL synchronous_commit = off")
-        if len(input_hashes) <= SMALL_CACHE_WRITE_ROWS:
-            # An interactive question: one statement, no temporary table (creating one writes the catalog).
+    own_transaction = not connection.in_atomic_block and connection.get_autocommit()
+    if len(input_hashes) <= SMALL_CACHE_WRITE_ROWS:
+        # An interactive question: one statement, no temporary table (creating one writes the catalog), its
+        # vectors sent in binary. On its own it is its own transaction (no BEGIN/COMMIT round trips); a cache
+        # write lost in a crash costs one recomputation, so that transaction does not wait for the WAL flush
+        # (about 10 ms): set_config(..., true) lasts until its commit. Never inside a caller's transaction,
+        # whose other writes must stay durable.
+        durability = ", (SELECT set_config('synchronous_commit', 'off', true)) AS durability" if own_transaction else ""
+        with binary_parameter_cursor() as cursor:
             cursor.execute(
-                """
+                f"""
                 INSERT INTO embeddings_cachedembedding (space_id, input_hash, embedding, created_at)
-                SELECT DISTINCT ON (input_hash) %s, input_hash, embedding::halfvec, now()
-                FROM unnest(%s::bytea[], %s::text[]) AS incoming (input_hash, embedding)
+                SELECT DISTINCT ON (input_hash) %s, input_hash, embedding, now()
+                FROM unnest(%s::bytea[], %b::halfvec[]) AS incoming (input_hash, embedding){durability}
                 ON CONFLICT (space_id, input_hash) DO NOTHING
                 """,
-                [space.id, [bytes(digest) for digest in input_hashes], [vector_literal(row) for row in vectors]],
+                [space.id, [bytes(digest) for digest in input_hashes], halfvec_binary_rows(vectors)],
+                prepare=False,
             )
-            return
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        if own_transaction:
+            # As above, for a bulk write in its own transaction.
+            cursor.execute("SET LOCAL synchronous_commit = off")
         stream = copy_stream(hashes=input_hashes, vectors=vectors)
         cursor.execute(
             "CREATE TEMPORARY TABLE incoming_cached (input_hash bytea, embedding halfvec) ON COMMIT DROP"

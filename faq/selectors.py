@@ -101,11 +101,12 @@ def centred_questions(*, space: EmbeddingSpace, namespace: str, questions: list[
     Only once the library itself is centred (it has document means); a language without a query mean
     yet uses its document mean, and one with neither stays as it is (embeddings.centring).
     """
-    corpus = corpus_for(namespace)
-    document = centring.usable(centring.language_means(space=space, scope=corpus, side=LanguageMean.Side.DOCUMENT))
+    means = centring.language_means_of_sides(space=space, scope=corpus_for(namespace),
+                                             sides=[LanguageMean.Side.DOCUMENT, LanguageMean.Side.QUERY])
+    document = centring.usable(means[LanguageMean.Side.DOCUMENT])
     if not document:
         return vectors
-    query = centring.usable(centring.language_means(space=space, scope=corpus, side=LanguageMean.Side.QUERY))
+    query = centring.usable(means[LanguageMean.Side.QUERY])
     return centring.centre(vectors, [detect_language(question) for question in questions], {**document, **query})
 
 

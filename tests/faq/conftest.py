@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 
 from embeddings.client import reset_client
-from embeddings.store import active_space
+from embeddings.store import active_space, forget_active_space
 from faq import services
 from faq.models import CalibratedThreshold, Faq, FaqTranslation
 
@@ -85,6 +85,7 @@ class EndpointSwitch:
 
         self.settings.EMBEDDING_BASE_URL = url
         EmbeddingSpace.objects.filter(id=active_space().id).update(endpoint_url=url)
+        forget_active_space()
         reset_client()
 
     def down(self) -> None:
