@@ -48,3 +48,16 @@ def test_it_stops_accepting_the_token_of_a_deactivated_user(client, api_user):
     api_user.is_active = False
     api_user.save()
     assert call_api(client, token.key).status_code == 401
+
+
+def test_it_authenticates_the_tokens_user_with_every_field_and_the_token_itself(api_user):
+    from rest_framework.test import APIRequestFactory
+
+    from config.authentication import SqlTokenAuthentication
+
+    token = Token.objects.create(user=api_user)
+    request = APIRequestFactory().post("/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    user, auth = SqlTokenAuthentication().authenticate(request)
+    assert (user.pk, user.username, user.is_active, user.is_staff) == (api_user.pk, "integrator", True, False)
+    assert user.check_password("x-long-password-1")
+    assert (auth.key, auth.user_id, auth.created, auth.user) == (token.key, api_user.pk, token.created, user)
