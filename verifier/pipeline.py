@@ -215,9 +215,9 @@ def judge_items(*, items: list[DeclarationItem], claimed_at: datetime) -> int:
     for item in items:
         if item.pk in meaningless:
             decision = route_meaningless(reason=meaningless[item.pk], declared_code=item.declared_code)
-            verdicts.append(Verdict(item=item, **_verdict_fields(decision=decision, space=space)))
+            verdicts.append(Verdict(item_id=item.pk, **_verdict_fields(decision=decision, space=space)))
         elif item.pk not in copies:
-            verdicts.append(Verdict(item=item, **judged[keys[item.pk]]))
+            verdicts.append(Verdict(item_id=item.pk, **judged[keys[item.pk]]))
 
     with transaction.atomic():
         still_ours = set(
@@ -319,9 +319,10 @@ def mark_verified(*, normalized: dict[int, str]) -> None:
 
 
 def _verdict_fields(*, decision: RoutingDecision, space, **values) -> dict:
-    """A verdict's fields but its item: items judged alike share them."""
+    """A verdict's fields but its item: items judged alike share them. (Ids, not instances: Django's
+    related-object descriptors cost more than the rest of the verdict.)"""
     return {"tier": decision.tier, "anomalies": decision.anomalies, "risk": decision.risk,
-            "final_code": decision.final_code, "space": space, "reviewed": False, **values}
+            "final_code": decision.final_code, "space_id": space.id, "reviewed": False, **values}
 
 
 def _explanation(evidence: list, recommendation) -> dict:
