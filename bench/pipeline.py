@@ -453,6 +453,8 @@ def measure_run(arguments, *, repeat_share: float, log, double_pid: int) -> dict
         floor = knn_floor(arguments.items, concurrency=arguments.concurrency, geometry=arguments.geometry)
     tiers = dict(Verdict.objects.filter(item__batch=batch).values_list("tier").annotate(n=Count("id"))
                  .values_list("tier", "n"))
+    # Items whose judgement (description, declared code) was new to the stream: the rest could copy a verdict.
+    distinct = Verdict.objects.filter(item__batch=batch).values("judgement_key").distinct().count()
     items_per_s = verdicts / watch.seconds
     return {
         "repeat_share": repeat_share,
@@ -463,6 +465,7 @@ def measure_run(arguments, *, repeat_share: float, log, double_pid: int) -> dict
         "knn_floor_items_per_s": round(floor),
         "ratio_to_floor": round(items_per_s / floor, 3),
         "tiers": tiers,
+        "distinct_judgements": distinct,
         # Per item, over the whole stream; the floor's the same way (its database part is the search itself).
         "cpu_ms_per_item": {name: round(spent / verdicts, 2) for name, spent in meter.spent_ms.items()},
         "floor_cpu_ms_per_item": {name: round(spent / arguments.items, 2)
