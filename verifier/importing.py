@@ -236,7 +236,8 @@ def identity_key(fields: dict) -> str:
 
     Scoped to the submitting account where it is stored (DeclarationItem.submitter), not here.
     """
-    return _identity_key(fields["external_id"], fields["item_no"], _content_text(fields))
+    external_id = fields["external_id"]
+    return _identity_key(external_id, fields["item_no"], "" if external_id else _content_text(fields))
 
 
 def content_hash(fields: dict) -> str:
@@ -258,7 +259,7 @@ def _sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-# --- formats: each yields (row_number, record dict | RowProblem, raw text) ----------------------
+# --- formats: CSV yields checked rows; the JSON formats yield (row_number, record dict | RowProblem, raw text) ---
 
 
 def _parsed_records(
