@@ -95,19 +95,17 @@ def import_rows(*, batch: DeclarationBatch, rows: Iterator[ItemRow | RowProblem]
     reference_ids: list[int] = []
     # Inside a caller's transaction the chunks commit with it, and its commit must wait for the disk.
     chunks_commit_on_their_own = not connection.in_atomic_block
-    for chunk in _read_ahead(_chunks(rows, IMPORT_CHUNK_ROWS)):
-        good = [row for row in chunk if isinstance(row, ItemRow)]
-        bad = [row for row in chunk if isinstance(row, RowProblem)]
-        rows_read += len(chunk)
-        rejected += len(bad)
+    for chunk in _read_ahead(_prepared_chunks(rows, size=IMPORT_CHUNK_ROWS, stage=not batch.is_reference)):
+        rows_read += chunk.rows_read
+        rejected += len(chunk.bad)
         with transaction.atomic():
             if chunks_commit_on_their_own:
                 _commit_without_waiting_for_disk()
-            _create_row_errors(batch=batch, rows=bad)
+            _create_row_errors(batch=batch, rows=chunk.bad)
             if batch.is_reference:
-                reference_ids += _create_reference_entries(good, since=batch.created_at)
+                reference_ids += _create_reference_entries(chunk.good, since=batch.created_at)
             else:
-                _create_items(batch=batch, rows=good)
+                _create_items(batch=batch, rows=chunk.good, staged=chunk.staged)
     # A key in two chunks of one file is one entry, found by both chunks.
     reference_ids = list(dict.fromkeys(reference_ids))
     created = len(reference_ids) if batch.is_reference else DeclarationItem.objects.filter(batch=batch).count()
@@ -126,7 +124,56 @@ def import_rows(*, batch: DeclarationBatch, rows: Iterator[ItemRow | RowProblem]
     return ImportReport(batch.pk, rows_read, created, duplicates, rejected)
 
 
-def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
+@dataclass(frozen=True)
+class _Chunk:
+    rows_read: int
+    good: list[ItemRow]
+    bad: list[RowProblem]
+    staged: _StagedRows | None  # the good rows as the staging table's COPY text (items, not reference batches)
+
+
+@dataclass(frozen=True)
+class _StagedRows:
+    copy_text: bytes  # UTF-8, the connection's encoding
+    count: int
+
+
+def _prepared_chunks(rows: Iterator[ItemRow | RowProblem], *, size: int, stage: bool) -> Iterator[_Chunk]:
+    """Rows in chunks, each ready to write: split into good and bad, the good ones formatted for COPY."""
+    for rows_chunk in _chunks(rows, size):
+        good = [row for row in rows_chunk if isinstance(row, ItemRow)]
+        bad = [row for row in rows_chunk if isinstance(row, RowProblem)]
+        yield _Chunk(len(rows_chunk), good, bad, _staged_rows(good) if stage and good else None)
+
+
+def _staged_rows(rows: Sequence[ItemRow]) -> _StagedRows:
+    """COPY text (STAGING_COLUMNS) of the first row of each identity key: a key repeated in a chunk keeps its first."""
+    first_rows: dict[str, ItemRow] = {}
+    for row in rows:
+        first_rows.setdefault(row.identity_key, row)
+    lines = []
+    for row in first_rows.values():
+        fields = row.fields
+        quantity, value, extra = fields["quantity"], fields["value"], fields["extra"]
+        texts = (
+            row.identity_key, row.content_hash, fields["external_id"], fields["item_no"], fields["product_name"],
+            fields["spec"], fields["description_raw"], fields["declared_code"], fields["origin"], fields["unit"],
+            fields["currency"], fields["language"], json.dumps(extra, ensure_ascii=False) if extra else "{}",
+        )
+        line = "\t".join(texts)
+        if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != len(texts) - 1:
+            line = "\t".join(text.translate(_COPY_TEXT_ESCAPES) for text in texts)
+        lines.append(f"{row.row_number}\t{_COPY_NULL if quantity is None else quantity}\t"
+                     f"{_COPY_NULL if value is None else value}\t{line}\n")
+    return _StagedRows("".join(lines).encode(), len(first_rows))
+
+
+# COPY's text format: a backslash, a tab, a newline or a carriage return inside a value is escaped; \N is NULL.
+_COPY_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_NULL = "\\N"
+
+
+def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow], staged: _StagedRows | None = None) -> None:
     """Insert new items and new versions of known ones (the batch's items are counted afterwards).
 
     Identity is per submitter (the batch's creator): a key that account has not used is version 1;
@@ -140,9 +187,7 @@ def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
     """
     if not rows:
         return
-    first_rows: dict[str, ItemRow] = {}
-    for row in rows:
-        first_rows.setdefault(row.identity_key, row)
+    staged = staged or _staged_rows(rows)
     parameters = {"batch": batch.pk, "submitter": batch.created_by_id, "pending": DeclarationItem.Status.PENDING,
                   "now": timezone.now()}
     names = {"items": DeclarationItem._meta.db_table, "staging": STAGING_TABLE,
@@ -151,18 +196,9 @@ def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         _prepare_staging_table(cursor)
         with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMNS)}) FROM STDIN") as copy:
-            write_row = copy.write_row
-            for row in first_rows.values():
-                fields = row.fields
-                extra = fields["extra"]
-                write_row((
-                    row.row_number, row.identity_key, row.content_hash, fields["external_id"], fields["item_no"],
-                    fields["product_name"], fields["spec"], fields["description_raw"], fields["declared_code"],
-                    fields["origin"], fields["quantity"], fields["unit"], fields["value"], fields["currency"],
-                    fields["language"], json.dumps(extra, ensure_ascii=False) if extra else "{}",
-                ))
+            copy.write(staged.copy_text)
         cursor.execute(_INSERT_FIRST_VERSIONS.format(**names), parameters)
-        if cursor.rowcount < len(first_rows):
+        if cursor.rowcount < staged.count:
             # Every staged row again: those just inserted find themselves as their latest version and are skipped.
             # ON CONFLICT DO NOTHING: another import of the same key and version at the same moment won.
             cursor.execute(_INSERT_NEXT_VERSIONS.format(**names), parameters)
@@ -174,8 +210,8 @@ def _create_items(*, batch: DeclarationBatch, rows: Sequence[ItemRow]) -> None:
 # Where one chunk of an import waits between COPY and INSERT: private to the connection, emptied at each commit.
 STAGING_TABLE = "verifier_import_staging"
 STAGING_COLUMNS = (
-    "row_number", "identity_key", "content_hash", "external_id", "item_no", "product_name", "spec", "description_raw",
-    "declared_code", "origin", "quantity", "unit", "value", "currency", "language", "extra",
+    "row_number", "quantity", "value", "identity_key", "content_hash", "external_id", "item_no", "product_name", "spec",
+    "description_raw", "declared_code", "origin", "unit", "currency", "language", "extra",
 )
 _CREATE_STAGING_TABLE = f"""
     CREATE TEMPORARY TABLE {STAGING_TABLE} (

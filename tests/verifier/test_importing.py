@@ -343,3 +343,15 @@ def test_it_leaves_no_reading_thread_behind_when_writing_fails(monkeypatch):
         import_bytes(csv_bytes(rows), file_name="items.csv")
 
     assert not [thread for thread in threading.enumerate() if thread.name == "import-read-ahead"]
+
+
+def test_it_stores_tabs_newlines_and_backslashes_in_values_exactly():
+    objects = [{"id": "E-1", "item_no": "1", "description": "cable\tgland\\n 10mm\nline two\r\nend \\N",
+                "spec": "C:\\parts\\x", "hs_code": "8547", "Note": "a\\tb\tc"}]
+    lines = io.BytesIO("\n".join(json.dumps(item) for item in objects).encode())
+    batch, report = import_bytes(lines, file_name="items.jsonl")
+
+    item = DeclarationItem.objects.get(batch=batch)
+    assert report.items_created == 1
+    assert item.description_raw == "cable\tgland\\n 10mm\nline two\r\nend \\N"
+    assert item.spec == "C:\\parts\\x" and item.extra == {"note": "a\\tb\tc"}
