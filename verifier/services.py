@@ -336,7 +336,7 @@ def _chunks(rows: Iterator, size: int) -> Iterator[list]:
 def _read_ahead(chunks: Iterator[list]) -> Iterator[list]:
     """The chunks of `chunks`, read by a thread one chunk ahead: the file is parsed while the database writes.
 
-    The thread only reads and parses (no database access: the connection stays with the caller). Its
+    The thread only reads, parses and formats (no database access: the connection stays with the caller). Its
     exception is raised here where its chunk would have been; memory holds at most three chunks.
     If the caller stops early (an error while writing), the thread stops at its next chunk.
     """
