@@ -26,32 +26,50 @@ from .client_address import client_address
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1]: the times of this client's allowed requests in the window. ARGV: now, duration, limit, a new member.
-# Returns {1, "0"} when the request is allowed (and counted), else {0, seconds until the oldest one leaves}.
+# KEYS[i]: the times of one client's allowed requests in one window. ARGV: now, then for each key its duration,
+# limit and a new member. Returns, for each key in turn, 1 and "0" when the request is allowed (and counted
+# there), else 0 and the seconds until the oldest one leaves. Each window counts on its own, as DRF's do.
 SLIDING_WINDOW_SCRIPT = """
-local now, duration, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - duration)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  redis.call('EXPIRE', KEYS[1], math.ceil(duration))
-  return {1, '0'}
+local now = tonumber(ARGV[1])
+local result = {}
+for position, key in ipairs(KEYS) do
+  local duration, limit = tonumber(ARGV[position * 3 - 1]), tonumber(ARGV[position * 3])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - duration)
+  if redis.call('ZCARD', key) < limit then
+    redis.call('ZADD', key, now, ARGV[position * 3 + 1])
+    redis.call('EXPIRE', key, math.ceil(duration))
+    result[#result + 1] = 1
+    result[#result + 1] = '0'
+  else
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    result[#result + 1] = 0
+    result[#result + 1] = tostring(tonumber(oldest[2]) + duration - now)
+  end
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, tostring(tonumber(oldest[2]) + duration - now)}
+return result
 """
 _script: Script | None = None
 
 
 def count_in_redis(backend: RedisCache, key: str, *, now: float, duration: int, limit: int) -> tuple[bool, float]:
     """(allowed, seconds to wait) for one request of `key` under `limit` per `duration`, counted if allowed."""
+    return count_many_in_redis(backend, [(key, duration, limit)], now=now)[0]
+
+
+def count_many_in_redis(backend: RedisCache, windows: list[tuple[str, int, int]], *,
+                        now: float) -> list[tuple[bool, float]]:
+    """count_in_redis for several (key, duration, limit) windows in one round trip, each counted on its own."""
     global _script
     # The backend's own client (and key prefix): Django's RedisCache has no public way to run a script.
-    client = backend._cache.get_client(key, write=True)
+    client = backend._cache.get_client(windows[0][0], write=True)
     if _script is None:
         _script = Script(client, SLIDING_WINDOW_SCRIPT)
-    allowed, wait = _script(keys=[backend.make_and_validate_key(key)],
-                            args=[repr(now), duration, limit, f"{now!r}-{random.getrandbits(48)}"], client=client)
-    return bool(allowed), float(wait)
+    arguments: list = [repr(now)]
+    for _, duration, limit in windows:
+        arguments += [duration, limit, f"{now!r}-{random.getrandbits(48)}"]
+    answer = _script(keys=[backend.make_and_validate_key(key) for key, _, _ in windows], args=arguments,
+                     client=client)
+    return [(bool(answer[position]), float(answer[position + 1])) for position in range(0, len(answer), 2)]
 
 
 class SharedCacheWithLocalFallback:
@@ -88,8 +106,12 @@ class ServiceThrottle(SimpleRateThrottle):
     def get_rate(self) -> str:
         return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
 
+    def applies_to(self, request) -> bool:
+        """Whether this request counts against this limit at all."""
+        return self.rate is not None
+
     def allow_request(self, request, view) -> bool:
-        if self.rate is None:
+        if not self.applies_to(request):
             return True
         backend = caches["default"]
         if isinstance(backend, RedisCache):
@@ -102,8 +124,12 @@ class ServiceThrottle(SimpleRateThrottle):
                 return allowed
             except Exception as error:  # noqa: BLE001 - any cache failure: count locally rather than not at all
                 logger.warning("rate-limit cache unavailable, counting in process memory: %s", error)
-                self.cache = THROTTLE_CACHE.local
+                return self.count_locally(request, view)
         return super().allow_request(request, view)
+
+    def count_locally(self, request, view) -> bool:
+        self.cache = THROTTLE_CACHE.local
+        return SimpleRateThrottle.allow_request(self, request, view)
 
     def wait(self) -> float | None:
         return self.redis_wait if self.redis_wait is not None else super().wait()
@@ -132,10 +158,8 @@ class AnonymousThrottle(PerClientAddressThrottle):
 
     scope = "anon"
 
-    def allow_request(self, request, view) -> bool:
-        if request.user is not None and request.user.is_authenticated:
-            return True
-        return super().allow_request(request, view)
+    def applies_to(self, request) -> bool:
+        return super().applies_to(request) and not (request.user is not None and request.user.is_authenticated)
 
 
 class PerUserThrottle(ServiceThrottle):
@@ -143,10 +167,8 @@ class PerUserThrottle(ServiceThrottle):
 
     scope = "user"
 
-    def allow_request(self, request, view) -> bool:
-        if request.user is None or not request.user.is_authenticated:
-            return True
-        return super().allow_request(request, view)
+    def applies_to(self, request) -> bool:
+        return super().applies_to(request) and request.user is not None and request.user.is_authenticated
 
 
 class FaqMatchThrottle(PerUserThrottle):
@@ -171,3 +193,37 @@ class InquiryFormThrottle(PerClientAddressThrottle):
     """Posts of the public form /ask/ (a plain Django view, which calls allow_request itself)."""
 
     scope = "inquiry_form"
+
+
+class ThrottlesInOneRoundTrip:
+    """An APIView mixin: its throttles counted in Redis by one script call, where DRF asks each in turn (one
+    round trip per limit). Each limit still counts on its own; the refusal waits for the longest."""
+
+    def check_throttles(self, request) -> None:
+        throttles = self.get_throttles()
+        backend = caches["default"]
+        if not isinstance(backend, RedisCache) or not all(isinstance(t, ServiceThrottle) for t in throttles):
+            return super().check_throttles(request)
+        counted = []
+        for throttle in throttles:
+            key = throttle.get_cache_key(request, self) if throttle.applies_to(request) else None
+            if key is not None:
+                throttle.key = key
+                counted.append(throttle)
+        if not counted:
+            return None
+        try:
+            results = count_many_in_redis(backend, [(t.key, t.duration, t.num_requests) for t in counted],
+                                          now=counted[0].timer())
+            refused = []
+            for throttle, (allowed, wait) in zip(counted, results, strict=True):
+                throttle.redis_wait = wait
+                if not allowed:
+                    refused.append(throttle)
+        except Exception as error:  # noqa: BLE001 - any cache failure: count locally rather than not at all
+            logger.warning("rate-limit cache unavailable, counting in process memory: %s", error)
+            refused = [throttle for throttle in counted if not throttle.count_locally(request, self)]
+        if refused:
+            waits = [wait for wait in (throttle.wait() for throttle in refused) if wait is not None]
+            self.throttled(request, max(waits, default=None))
+        return None

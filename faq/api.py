@@ -15,6 +15,7 @@ from config.throttling import (
     FaqPairsThrottle,
     PerUserThrottle,
     PublicInquiryApiThrottle,
+    ThrottlesInOneRoundTrip,
 )
 from embeddings.errors import EmbeddingError
 
@@ -47,7 +48,7 @@ class MatchResponse(serializers.Serializer):
     candidates = CandidateSerializer(many=True)
 
 
-class MatchView(APIView):
+class MatchView(ThrottlesInOneRoundTrip, APIView):
     throttle_classes = [AnonymousThrottle, PerUserThrottle, FaqMatchThrottle]
 
     @extend_schema(request=MatchRequest, responses={200: MatchResponse, 503: None})
@@ -119,7 +120,7 @@ class PairResponse(serializers.Serializer):
     method = serializers.CharField(help_text='"pair head" or "cosine"')
 
 
-class PairView(APIView):
+class PairView(ThrottlesInOneRoundTrip, APIView):
     throttle_classes = [AnonymousThrottle, PerUserThrottle, FaqPairsThrottle]
 
     @extend_schema(request=PairRequest, responses={200: PairResponse, 503: None})

@@ -219,3 +219,42 @@ def test_it_reuses_one_redis_client_per_server(settings):
     assert backend._cache.get_client() is backend._cache.get_client(write=True)
     backend.set("reused-client-check", 1, 5)
     assert backend.get("reused-client-check") == 1
+
+
+def test_it_counts_several_windows_in_one_call_each_on_its_own():
+    from django.core.cache import caches
+
+    from config.throttling import count_many_in_redis
+
+    tight, loose = (f"throttle-window_test_{uuid.uuid4().hex}" for _ in range(2))
+    backend = caches["default"]
+    verdicts = [count_many_in_redis(backend, [(tight, 60, 1), (loose, 60, 5)], now=1000.0 + second)
+                for second in range(3)]
+    assert [[allowed for allowed, _ in verdict] for verdict in verdicts] == [[True, True], [False, True],
+                                                                             [False, True]]
+    assert verdicts[1][0][1] == pytest.approx(59.0)
+    assert count_in_window(backend, loose, now=1003.0) == 3  # the tight window's refusals did not stop it
+
+
+def count_in_window(backend, key: str, *, now: float) -> int:
+    client = backend._cache.get_client(key, write=True)
+    return client.zcount(backend.make_and_validate_key(key), now - 60, now)
+
+
+def test_it_applies_the_per_user_limit_to_the_match_api_too(client, settings, token_for):
+    limit_rates(settings, user="2/minute")
+    token = token_for(f"user-{uuid.uuid4().hex[:8]}")
+    statuses = [client.post(reverse("faq:api-match"), {}, content_type="application/json",
+                            HTTP_AUTHORIZATION=f"Token {token}").status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]
+
+
+def test_it_still_limits_the_match_api_when_the_rate_limit_cache_is_down(client, settings, token_for):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:9/0",
+                                   "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
+    limit_rates(settings, faq_match="2/minute")
+    token = token_for(f"down-{uuid.uuid4().hex[:8]}")
+    statuses = [client.post(reverse("faq:api-match"), {}, content_type="application/json",
+                            HTTP_AUTHORIZATION=f"Token {token}").status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]
