@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import CharField, Count, Exists, F, Func, OuterRef, Q, QuerySet, Value, Window
 from django.db.models.functions import Lower, RowNumber
 
@@ -94,6 +94,36 @@ def cosine_threshold_for_pair(thresholds: dict[str, tuple[float, float | None]],
     return value, margin if margin is not None else DEFAULT_COSINE_MARGIN
 
 
+# What every match reads besides the question: the library's language means and which classifier fit is current.
+# They change when the library is re-centred, query means learn from traffic or the classifier is refitted; each
+# web process re-reads them this often, and at once after such a change made in it (faq.apps connects
+# forget_match_context). Inside a transaction they are always read: it may have just changed them.
+MATCH_CONTEXT_SECONDS = 5.0
+_match_context: dict[tuple, tuple[float, object]] = {}
+
+
+def _remembered(key: tuple, read):
+    if connection.in_atomic_block or not connection.get_autocommit():
+        return read()
+    now = time.monotonic()
+    cached = _match_context.get(key)
+    if cached is not None and now - cached[0] < MATCH_CONTEXT_SECONDS:
+        return cached[1]
+    value = read()
+    _match_context[key] = (now, value)
+    return value
+
+
+def forget_match_context(**_) -> None:
+    _match_context.clear()
+
+
+def match_context_changed(**_) -> None:
+    forget_match_context()
+    # Also once the change commits: a read in between (outside the transaction) still saw the old rows.
+    transaction.on_commit(forget_match_context)
+
+
 def centred_questions(*, space: EmbeddingSpace, namespace: str, questions: list[str],
                       vectors: np.ndarray) -> np.ndarray:
     """Question vectors as they are compared with the library's: each minus its language's query mean.
@@ -101,8 +131,9 @@ def centred_questions(*, space: EmbeddingSpace, namespace: str, questions: list[
     Only once the library itself is centred (it has document means); a language without a query mean
     yet uses its document mean, and one with neither stays as it is (embeddings.centring).
     """
-    means = centring.language_means_of_sides(space=space, scope=corpus_for(namespace),
-                                             sides=[LanguageMean.Side.DOCUMENT, LanguageMean.Side.QUERY])
+    corpus = corpus_for(namespace)
+    means = _remembered(("language means", space.id, corpus), lambda: centring.language_means_of_sides(
+        space=space, scope=corpus, sides=[LanguageMean.Side.DOCUMENT, LanguageMean.Side.QUERY]))
     document = centring.usable(means[LanguageMean.Side.DOCUMENT])
     if not document:
         return vectors
@@ -117,16 +148,11 @@ _classifier_lock = threading.Lock()
 def current_classifier(*, space: EmbeddingSpace, namespace: str) -> LinearClassifier | None:
     """The fitted classifier of (space, namespace), decoded once per fit and kept in memory.
 
-    Which fit is current is asked on every match, in plain SQL: the ORM's query building cost more
-    CPU than the statement itself (0.9 ms against 0.2).
+    Which fit is current is asked in plain SQL (the ORM's query building cost more CPU than the statement
+    itself, 0.9 ms against 0.2), at most once per MATCH_CONTEXT_SECONDS per process.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # One row at most (index of faq_classifier_space_namespace_unique).
-            f"SELECT id, fitted_at FROM {FaqClassifier._meta.db_table} WHERE space_id = %s AND namespace = %s",
-            [space.id, namespace],
-        )
-        version = cursor.fetchone()
+    version = _remembered(("classifier", space.id, namespace),
+                          lambda: current_classifier_version(space=space, namespace=namespace))
     if version is None:
         return None
     key = (space.id, namespace)
@@ -142,6 +168,16 @@ def current_classifier(*, space: EmbeddingSpace, namespace: str) -> LinearClassi
     with _classifier_lock:
         _classifier_cache[key] = (version, classifier)
     return classifier
+
+
+def current_classifier_version(*, space: EmbeddingSpace, namespace: str) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # One row at most (index of faq_classifier_space_namespace_unique).
+            f"SELECT id, fitted_at FROM {FaqClassifier._meta.db_table} WHERE space_id = %s AND namespace = %s",
+            [space.id, namespace],
+        )
+        return cursor.fetchone()
 
 
 def match_questions(
