@@ -28,7 +28,7 @@ from embeddings.store import active_space
 
 from .models import DeclarationBatch, DeclarationItem, HsCode, Verdict
 from .normalization import searchable_description
-from .reuse import copy_verdicts, judgement_context, judgement_key, reusable_verdicts
+from .reuse import REPLACE_EARLIER_VERDICT, copy_verdicts, judgement_context, judgement_key, reusable_verdicts
 from .routing import RoutingDecision, load_thresholds, route, route_meaningless
 from .selectors import glossary_mapping
 
@@ -289,15 +289,7 @@ def upsert_verdicts(verdicts: list[Verdict]) -> None:
                         %b::bytea[])
                  AS incoming(item_id, recommended_code, recommended_level, confidence, margin, best_similarity,
                              tier, risk, anomalies, evidence, final_code, space_id, reviewed, judgement_key)
-            ON CONFLICT (item_id) DO UPDATE SET
-                recommended_code = EXCLUDED.recommended_code, recommended_level = EXCLUDED.recommended_level,
-                confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
-                best_similarity = EXCLUDED.best_similarity, tier = EXCLUDED.tier, risk = EXCLUDED.risk,
-                anomalies = EXCLUDED.anomalies, evidence = EXCLUDED.evidence, final_code = EXCLUDED.final_code,
-                space_id = EXCLUDED.space_id, reviewed = EXCLUDED.reviewed, judgement_key = EXCLUDED.judgement_key,
-                -- Counted, never reset: a verdict written twice means an item was judged twice.
-                writes = verifier_verdict.writes + 1
-            """,
+            """ + REPLACE_EARLIER_VERDICT,
             columns, prepare=False,
         )
 

@@ -31,6 +31,17 @@ from embeddings.selectors import corpus_version
 
 from .models import KNOWLEDGE_CORPORA, KnowledgeVersion
 
+# How every verdict write (pipeline.upsert_verdicts, copy_verdicts) replaces an item's earlier verdict.
+REPLACE_EARLIER_VERDICT = """
+    ON CONFLICT (item_id) DO UPDATE SET
+        recommended_code = EXCLUDED.recommended_code, recommended_level = EXCLUDED.recommended_level,
+        confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
+        best_similarity = EXCLUDED.best_similarity, tier = EXCLUDED.tier, risk = EXCLUDED.risk,
+        anomalies = EXCLUDED.anomalies, evidence = EXCLUDED.evidence, final_code = EXCLUDED.final_code,
+        space_id = EXCLUDED.space_id, reviewed = EXCLUDED.reviewed, judgement_key = EXCLUDED.judgement_key,
+        -- Counted, never reset: a verdict written twice means an item was judged twice.
+        writes = verifier_verdict.writes + 1
+"""
 # The modules whose code decides a verdict (normalisation, evidence, vote, routing, the verdict's explanation).
 JUDGING_MODULES = ("verifier.normalization", "verifier.recommendation", "verifier.prototypes", "verifier.routing",
                    "verifier.pipeline", "verifier.reuse", "common.voting")
@@ -91,15 +102,7 @@ def copy_verdicts(copies: dict[int, int]) -> set[int]:
                    source.evidence, source.final_code, source.space_id, false, source.judgement_key, now()
             FROM unnest(%s::bigint[], %s::bigint[]) AS incoming(item_id, verdict_id)
             JOIN verifier_verdict source ON source.id = incoming.verdict_id AND NOT source.reviewed
-            ON CONFLICT (item_id) DO UPDATE SET
-                recommended_code = EXCLUDED.recommended_code, recommended_level = EXCLUDED.recommended_level,
-                confidence = EXCLUDED.confidence, margin = EXCLUDED.margin,
-                best_similarity = EXCLUDED.best_similarity, tier = EXCLUDED.tier, risk = EXCLUDED.risk,
-                anomalies = EXCLUDED.anomalies, evidence = EXCLUDED.evidence, final_code = EXCLUDED.final_code,
-                space_id = EXCLUDED.space_id, reviewed = EXCLUDED.reviewed, judgement_key = EXCLUDED.judgement_key,
-                writes = verifier_verdict.writes + 1
-            RETURNING item_id
-            """,
+            """ + REPLACE_EARLIER_VERDICT + " RETURNING item_id",
             [list(copies), list(copies.values())],
         )
         return {item_id for (item_id,) in cursor.fetchall()}
