@@ -177,10 +177,11 @@ def find_evidence(
             if entry is not None:  # an entry deleted since it was indexed is no evidence
                 code, source, language, text = entry
                 evidence.append(Evidence(neighbour.object_id, code, source, language, neighbour.score, text))
-        line_codes = {item.code for item in evidence}
+        line_codes = [item.code for item in evidence]
         for level in sorted(prototypes):
+            voted = {code[:level] for code in line_codes if len(code) >= level}
             evidence.extend(Evidence(0, code, PROTOTYPE_SOURCE, "", score, "")
-                            for code, score in _prototypes_that_count(prototypes[level], line_codes, level=level))
+                            for code, score in _prototypes_that_count(prototypes[level], voted))
         evidence_lists.append(evidence)
     if declared_codes is not None:
         for evidence, declared in zip(evidence_lists, declared_evidence(space=space, vectors=vectors,
@@ -195,11 +196,11 @@ def find_evidence(
 PROTOTYPES_ALWAYS_KEPT = 10
 
 
-def _prototypes_that_count(ranked: list[tuple[str, float]], line_codes: set[str], *, level: int):
+def _prototypes_that_count(ranked: list[tuple[str, float]], voted: set[str]):
     """Of a level's prototypes (best first), those the vote reads: the best PROTOTYPES_ALWAYS_KEPT, those of
-    codes the lines vote for, and the last (its score stands for every code not kept). Half of them or fewer:
-    the rest changed no vote, and building them cost about a tenth of the pipeline's own time."""
-    voted = {code[:level] for code in line_codes if len(code) >= level}
+    the codes the lines vote for at that level (`voted`), and the last (its score stands for every code not
+    kept). Half of them or fewer: the rest changed no vote, and building them cost about a tenth of the
+    pipeline's own time."""
     last = len(ranked) - 1
     return [(code, score) for rank, (code, score) in enumerate(ranked)
             if rank < PROTOTYPES_ALWAYS_KEPT or rank == last or code in voted]
