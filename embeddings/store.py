@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import threading
-import time
 from collections.abc import Sequence
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models.signals import post_delete, post_migrate, post_save
-from django.dispatch import receiver
 from django.utils import timezone
+
+from common.recent_reads import RecentReads
 
 from .binary_parameters import binary_parameter_cursor, halfvec_binary_rows
 from .client import get_client
@@ -48,29 +46,22 @@ def configured_identity() -> tuple[str, int, str]:
 # vectors for RETIRED_SPACE_GRACE_SECONDS (embeddings.services), far longer: a search that read the old space
 # still finds them there.
 ACTIVE_SPACE_TTL_SECONDS = 5.0
-_active_space_lock = threading.Lock()
-_active_space_cached: tuple[float, EmbeddingSpace] | None = None
+_recent_active_space = RecentReads(ACTIVE_SPACE_TTL_SECONDS)
+_recent_active_space.forget_when_changed(EmbeddingSpace, name="embeddings.active_space")
+# The next active_space() reads the database (tests that switch endpoints call it).
+forget_active_space = _recent_active_space.forget
 
 
 def active_space() -> EmbeddingSpace:
     """The space searches use. Created (and activated) from the configured endpoint when none exists yet.
 
-    Read once per ACTIVE_SPACE_TTL_SECONDS per process and forgotten when this process saves a space; inside a
-    transaction it is always read (the transaction may just have switched spaces, and sees its own snapshot).
+    Read at most once per ACTIVE_SPACE_TTL_SECONDS per process outside transactions (common.recent_reads).
     """
-    global _active_space_cached
-    in_transaction = connection.in_atomic_block
-    if not in_transaction:
-        cached = _active_space_cached
-        if cached is not None and time.monotonic() - cached[0] < ACTIVE_SPACE_TTL_SECONDS:
-            return copy.copy(cached[1])  # a copy: a caller may change its own instance
-    read_at = time.monotonic()
-    space = EmbeddingSpace.objects.filter(state=EmbeddingSpace.State.ACTIVE).first()
+    space = _recent_active_space.get(
+        "active", lambda: EmbeddingSpace.objects.filter(state=EmbeddingSpace.State.ACTIVE).first())
     if space is not None:
-        if not in_transaction:
-            with _active_space_lock:
-                _active_space_cached = (read_at, copy.copy(space))
-        return space
+        return copy.copy(space)  # a copy: a caller may change its own instance
+    _recent_active_space.forget()  # never remember that there was none
     model, dimensions, prompt_version = configured_identity()
     with transaction.atomic():
         space, _ = EmbeddingSpace.objects.select_for_update().get_or_create(
@@ -81,23 +72,6 @@ def active_space() -> EmbeddingSpace:
             space.state, space.activated_at = EmbeddingSpace.State.ACTIVE, timezone.now()
             space.save(update_fields=["state", "activated_at"])
     return space
-
-
-@receiver(post_migrate, dispatch_uid="embeddings.store.tables_flushed")
-def forget_active_space(**_) -> None:
-    """The next active_space() reads the database (a space was saved here, the tables were migrated or
-    flushed, a test switched endpoints)."""
-    global _active_space_cached
-    with _active_space_lock:
-        _active_space_cached = None
-
-
-@receiver(post_save, sender=EmbeddingSpace, dispatch_uid="embeddings.store.space_saved")
-@receiver(post_delete, sender=EmbeddingSpace, dispatch_uid="embeddings.store.space_deleted")
-def _space_changed(**_) -> None:
-    forget_active_space()
-    # Also once the change commits: a read in between (outside the transaction) still saw the old row.
-    transaction.on_commit(forget_active_space)
 
 
 def building_spaces() -> list[EmbeddingSpace]:

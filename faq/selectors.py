@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import CharField, Count, Exists, F, Func, OuterRef, Q, QuerySet, Value, Window
 from django.db.models.functions import Lower, RowNumber
 
+from common.recent_reads import RecentReads
 from embeddings import centring
 from embeddings.models import EmbeddingSpace, LanguageMean
 from embeddings.profiles import default_thresholds_for
@@ -60,7 +60,7 @@ def corpus_for(namespace: str) -> str:
 
 # Thresholds change when someone calibrates, rarely; each web process re-reads them this often.
 THRESHOLD_CACHE_SECONDS = 10.0
-_threshold_cache: dict[tuple[int, str], tuple[float, float]] = {}
+recent_thresholds = RecentReads(THRESHOLD_CACHE_SECONDS)
 
 
 def threshold_for(*, space: EmbeddingSpace, task: str) -> float:
@@ -74,15 +74,10 @@ def threshold_for(*, space: EmbeddingSpace, task: str) -> float:
 def calibrated_thresholds(*, space: EmbeddingSpace, task: str) -> dict[str, tuple[float, float | None]]:
     """{language pair ("" for all questions, "en>zh" for English questions finding Chinese wordings):
     (value, margin)} calibrated for this space; empty when nobody calibrated it."""
-    key = (space.id, task)
-    cached = _threshold_cache.get(key)
-    if cached is not None and time.monotonic() - cached[1] < THRESHOLD_CACHE_SECONDS:
-        return cached[0]
-    values = {pair: (float(value), margin) for pair, value, margin
-              in CalibratedThreshold.objects.filter(space=space, task=task)
-              .values_list("language_pair", "value", "margin")}
-    _threshold_cache[key] = (values, time.monotonic())
-    return values
+    return recent_thresholds.get((space.id, task), lambda: {
+        pair: (float(value), margin) for pair, value, margin
+        in CalibratedThreshold.objects.filter(space=space, task=task).values_list("language_pair", "value", "margin")
+    })
 
 
 def cosine_threshold_for_pair(thresholds: dict[str, tuple[float, float | None]], *, question_language: str,
@@ -96,32 +91,10 @@ def cosine_threshold_for_pair(thresholds: dict[str, tuple[float, float | None]],
 
 # What every match reads besides the question: the library's language means and which classifier fit is current.
 # They change when the library is re-centred, query means learn from traffic or the classifier is refitted; each
-# web process re-reads them this often, and at once after such a change made in it (faq.apps connects
-# forget_match_context). Inside a transaction they are always read: it may have just changed them.
+# web process re-reads them this often (common.recent_reads; faq.apps says which saves forget them at once).
 MATCH_CONTEXT_SECONDS = 5.0
-_match_context: dict[tuple, tuple[float, object]] = {}
-
-
-def _remembered(key: tuple, read):
-    if connection.in_atomic_block or not connection.get_autocommit():
-        return read()
-    now = time.monotonic()
-    cached = _match_context.get(key)
-    if cached is not None and now - cached[0] < MATCH_CONTEXT_SECONDS:
-        return cached[1]
-    value = read()
-    _match_context[key] = (now, value)
-    return value
-
-
-def forget_match_context(**_) -> None:
-    _match_context.clear()
-
-
-def match_context_changed(**_) -> None:
-    forget_match_context()
-    # Also once the change commits: a read in between (outside the transaction) still saw the old rows.
-    transaction.on_commit(forget_match_context)
+match_context = RecentReads(MATCH_CONTEXT_SECONDS)
+forget_match_context = match_context.forget
 
 
 def centred_questions(*, space: EmbeddingSpace, namespace: str, questions: list[str],
@@ -132,7 +105,7 @@ def centred_questions(*, space: EmbeddingSpace, namespace: str, questions: list[
     yet uses its document mean, and one with neither stays as it is (embeddings.centring).
     """
     corpus = corpus_for(namespace)
-    means = _remembered(("language means", space.id, corpus), lambda: centring.language_means_of_sides(
+    means = match_context.get(("language means", space.id, corpus), lambda: centring.language_means_of_sides(
         space=space, scope=corpus, sides=[LanguageMean.Side.DOCUMENT, LanguageMean.Side.QUERY]))
     document = centring.usable(means[LanguageMean.Side.DOCUMENT])
     if not document:
@@ -151,7 +124,7 @@ def current_classifier(*, space: EmbeddingSpace, namespace: str) -> LinearClassi
     Which fit is current is asked in plain SQL (the ORM's query building cost more CPU than the statement
     itself, 0.9 ms against 0.2), at most once per MATCH_CONTEXT_SECONDS per process.
     """
-    version = _remembered(("classifier", space.id, namespace),
+    version = match_context.get(("classifier", space.id, namespace),
                           lambda: current_classifier_version(space=space, namespace=namespace))
     if version is None:
         return None

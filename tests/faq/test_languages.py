@@ -93,7 +93,7 @@ def test_a_language_pair_with_its_own_threshold_uses_it(faq_library):
     question = "How can I change the mobile number linked to my account?"  # English, best wording Chinese
     assert selectors.match_questions(questions=[question])[0].answered
     calibrate(0.99, language_pair="en>zh")
-    selectors._threshold_cache.clear()
+    selectors.recent_thresholds.forget()
     match = selectors.match_questions(questions=[question])[0]
     assert match.best.faq_id == faq_library["phone"].id and match.nearest_language == "zh"
     assert not match.answered
@@ -292,7 +292,7 @@ def test_the_sample_library_as_make_run_loads_it_answers_in_english_and_not_a_lo
     from sample_data.management.commands.load_sample_data import calibrate_sample_faq_threshold
 
     calibrate_sample_faq_threshold(BaseCommand())
-    selectors._threshold_cache.clear()
+    selectors.recent_thresholds.forget()
     refund = services.submit_inquiry(question="How long does it take to get my refund back?")
     assert refund.matched_faq_id == sample_library["refund-time"].id
     assert refund.matched_faq.answer_in(refund.language)[1] == "en"

@@ -28,11 +28,11 @@ def centre_one(space) -> np.ndarray:
 def test_it_remembers_the_language_means_and_forgets_them_when_they_change():
     space = active_space()
     assert np.array_equal(centre_one(space), np.eye(1, space.dimensions, dtype=np.float32))
-    assert selectors._match_context
+    assert selectors.match_context
 
     mean = np.full(space.dimensions, 0.01, dtype=np.float32)
     centring.replace_means(space=space, scope="faq_wording", side="document", means={"en": (mean, 100)})
-    assert not selectors._match_context
+    assert not selectors.match_context
     assert not np.array_equal(centre_one(space), np.eye(1, space.dimensions, dtype=np.float32))
 
 
@@ -40,4 +40,4 @@ def test_it_reads_the_language_means_afresh_inside_a_transaction():
     space = active_space()
     with transaction.atomic():
         centre_one(space)
-    assert not selectors._match_context
+    assert not selectors.match_context
