@@ -355,15 +355,13 @@ def _quick_csv_parser(header: list[str], *, require_code: bool) -> Callable[[lis
         if currency and not (len(currency) == 3 and currency.isalpha()):
             return None
         origin = origin.upper()
-        content = "\x1f".join((description, product_name, spec, code, origin,
-                               "" if quantity is None else str(quantity), unit,
-                               "" if value is None else str(value), currency))
         fields = {
             "external_id": external_id, "item_no": item_no, "product_name": product_name, "spec": spec,
             "description_raw": description, "declared_code": code, "origin": origin, "quantity": quantity,
             "unit": unit, "value": value, "currency": currency, "language": language.lower(),
             "extra": {name: cells[position] for name, position in extra_positions},
         }
+        content = _content_text(fields)  # the same text content_hash and identity_key hash
         return ItemRow(row_number=row_number, fields=fields, identity_key=_identity_key(external_id, item_no, content),
                        content_hash=_sha256_hex(content))
 
