@@ -187,3 +187,43 @@ def emit(result: dict, *, as_json_only: bool) -> None:
             if key != "details":
                 print(f"{key:>22}: {value}")
     print(json.dumps(result, ensure_ascii=False, default=float))
+
+
+def process_cpu_seconds(pids) -> dict[int, float]:
+    """{pid: user + system CPU seconds} of those processes still alive."""
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            seconds[pid] = times.user + times.system
+    return seconds
+
+
+def process_tree(pid: int) -> list[int]:
+    with contextlib.suppress(psutil.Error):
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    return []
+
+
+class CpuMeter:
+    """CPU milliseconds spent by groups of processes (found again at each reading) between start and stop.
+
+    A process that appeared in between counts from zero; one that exited in between is not counted.
+    """
+
+    def __init__(self, groups: dict) -> None:
+        self.groups = groups  # name -> callable returning the group's pids now
+
+    def __enter__(self) -> CpuMeter:
+        self.started = {name: process_cpu_seconds(pids()) for name, pids in self.groups.items()}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.spent_ms = {}
+        for name, pids in self.groups.items():
+            now = process_cpu_seconds(pids())
+            self.spent_ms[name] = sum(seconds - self.started[name].get(pid, 0.0) for pid, seconds in now.items()) * 1000
+
+    def per_request(self, requests: int) -> dict[str, float | None]:
+        return {f"{name}_cpu_ms_per_request": round(spent / requests, 2) if requests else None
+                for name, spent in self.spent_ms.items()}

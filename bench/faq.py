@@ -39,9 +39,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psutil
-
 from .common import (
+    CpuMeter,
     RssSampler,
     child_process,
     emit,
@@ -49,6 +48,7 @@ from .common import (
     gunicorn_command,
     machine_description,
     percentile,
+    process_tree,
     protocol_double_command,
 )
 
@@ -117,22 +117,6 @@ def prepare(*, library_path: Path, library_rows: int, log) -> tuple[str, list[st
     return token.key, questions
 
 
-def process_cpu_seconds(pids) -> dict[int, float]:
-    """{pid: user + system CPU seconds} of those processes still alive."""
-    seconds = {}
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            times = psutil.Process(pid).cpu_times()
-            seconds[pid] = times.user + times.system
-    return seconds
-
-
-def process_tree(pid: int) -> list[int]:
-    with contextlib.suppress(psutil.Error):
-        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
-    return []
-
-
 def database_backends(database: str) -> list[int]:
     """The PostgreSQL server processes serving connections to `database` (the web workers' and this one's)."""
     from django.db import connection
@@ -140,30 +124,6 @@ def database_backends(database: str) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [database])
         return [pid for (pid,) in cursor.fetchall()]
-
-
-class CpuMeter:
-    """CPU milliseconds spent by groups of processes (found again at each reading) between start and stop.
-
-    A process that appeared in between counts from zero; one that exited in between is not counted.
-    """
-
-    def __init__(self, groups: dict) -> None:
-        self.groups = groups  # name -> callable returning the group's pids now
-
-    def __enter__(self) -> CpuMeter:
-        self.started = {name: process_cpu_seconds(pids()) for name, pids in self.groups.items()}
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.spent_ms = {}
-        for name, pids in self.groups.items():
-            now = process_cpu_seconds(pids())
-            self.spent_ms[name] = sum(seconds - self.started[name].get(pid, 0.0) for pid, seconds in now.items()) * 1000
-
-    def per_request(self, requests: int) -> dict[str, float | None]:
-        return {f"{name}_cpu_ms_per_request": round(spent / requests, 2) if requests else None
-                for name, spent in self.spent_ms.items()}
 
 
 def load(*, port: int, clients: int, seconds: float, request) -> dict:
